@@ -1,0 +1,1 @@
+"""Pure algorithm code for SSPCM: no Ray import anywhere in this package."""
