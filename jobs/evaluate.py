@@ -1,0 +1,124 @@
+"""Evaluate COCO keypoint results, or a trained network on ground-truth boxes.
+
+    python -m jobs.evaluate --ann ANN.json --results RESULTS.json
+    python -m jobs.evaluate --checkpoint CKPT --ann ANN.json --images DIR [--flip-test] [--decode dark]
+
+CKPT is a ``<role>.pt`` file, a checkpoint directory or a run directory (its latest checkpoint,
+``--role`` chooses the network, default the student). The last line printed is one JSON object
+with AP, AP50, AP75, APm, APl, AR (and the other COCOeval stats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import torch
+from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results, write_results
+
+from jobs.cli import setup_logging
+from pipeline.checkpoints import load_network_file, resolve_network_checkpoint
+from pipeline.datasets import check_image_files, load_coco_persons
+from pipeline.heatmaps import HeatmapCodec
+from pipeline.inference import model_predict_fn, predict_keypoints
+from pipeline.models import build_model
+from pipeline.skeletons import get_skeleton, skeleton_for_num_joints
+from pipeline.topdown_data import EvalDataset
+
+log = logging.getLogger("jobs.evaluate")
+
+
+def evaluate_checkpoint(
+    checkpoint: str,
+    ann: str,
+    images: str,
+    *,
+    role: str = "student",
+    flip_test: bool = False,
+    decode: str | None = None,
+    batch_size: int = 64,
+    skip_bad_images: bool = False,
+    results_out: str | None = None,
+    device: str = "cpu",
+) -> dict[str, float]:
+    path = resolve_network_checkpoint(checkpoint, role)
+    state = load_network_file(path)
+    spec = state["spec"]
+    skeleton = (
+        get_skeleton(state["skeleton"])
+        if "skeleton" in state
+        else skeleton_for_num_joints(spec["num_joints"])
+    )
+    codec_cfg = dict(state.get("codec", {}))
+    if decode:
+        codec_cfg["decode"] = decode
+    codec = HeatmapCodec(
+        input_size=tuple(codec_cfg.get("input_size", (192, 256))),
+        heatmap_size=tuple(codec_cfg.get("heatmap_size", (48, 64))),
+        sigma=float(codec_cfg.get("sigma", 2.0)),
+        decode_method=codec_cfg.get("decode", "argmax"),
+    )
+    model = build_model(spec["model_name"], spec["num_joints"])
+    model.load_state_dict(state["model"])
+    model.to(device)
+    log.info("evaluating %s (%s) on %s", path, spec["model_name"], ann)
+    persons = load_coco_persons(ann, images, skeleton=skeleton, require_keypoints=True)
+    persons, bad = check_image_files(persons, skip_bad=skip_bad_images)
+    ds = EvalDataset(persons, codec, skeleton)
+    flip = skeleton.flip_indices if flip_test else None
+    pred = predict_keypoints(
+        [model_predict_fn(model, device)], ds, codec, batch_size=batch_size, flip_indices=flip
+    )
+    results = make_keypoint_results(pred["image_ids"], pred["kpts_img"], pred["box_scores"])
+    if results_out:
+        write_results(results, results_out)
+    return coco_keypoint_eval(ann, results, sigmas=skeleton.sigmas_array)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--ann", required=True, help="COCO person-keypoints annotation file")
+    parser.add_argument("--results", help="COCO keypoint results JSON to evaluate")
+    parser.add_argument("--checkpoint", help="network checkpoint (.pt), checkpoint dir or run dir")
+    parser.add_argument("--images", help="image directory of --ann (with --checkpoint)")
+    parser.add_argument("--role", default="student", choices=["student", "teacher_a", "teacher_b"])
+    parser.add_argument("--flip-test", action="store_true")
+    parser.add_argument("--decode", choices=["argmax", "dark"])
+    parser.add_argument("--skeleton", help="skeleton name for --results mode (default: from keypoint count)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--skip-bad-images", action="store_true", help="skip and count unreadable images")
+    parser.add_argument("--results-out", help="also write the predictions as COCO results JSON")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    if bool(args.results) == bool(args.checkpoint):
+        parser.error("give exactly one of --results or --checkpoint")
+    if args.checkpoint:
+        if not args.images:
+            parser.error("--checkpoint needs --images")
+        stats = evaluate_checkpoint(
+            args.checkpoint,
+            args.ann,
+            args.images,
+            role=args.role,
+            flip_test=args.flip_test,
+            decode=args.decode,
+            batch_size=args.batch_size,
+            skip_bad_images=args.skip_bad_images,
+            results_out=args.results_out,
+            device=args.device,
+        )
+    else:
+        sigmas = get_skeleton(args.skeleton).sigmas_array if args.skeleton else None
+        stats = coco_keypoint_eval(args.ann, args.results, sigmas=sigmas)
+    stats = {k: float(v) for k, v in stats.items()}
+    print(json.dumps(stats), flush=True)
+    return stats
+
+
+if __name__ == "__main__":
+    main()

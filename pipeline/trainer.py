@@ -1,0 +1,345 @@
+"""The training loop, written once: it drives any executor (in-process or Ray) through epochs.
+
+``Trainer`` reads the data, owns the schedule position, logs metrics (JSONL + TensorBoard),
+writes one checkpoint directory per epoch, resumes from the latest, and evaluates the student
+(and the A+B ensemble) with pycocotools at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.checkpoints import latest_checkpoint, save_checkpoint
+from pipeline.config import Config, ConfigError, save_config
+from pipeline.datasets import check_image_files, load_coco_persons
+from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results, write_results
+from pipeline.heatmaps import HeatmapCodec
+from pipeline.inference import model_predict_fn, predict_keypoints
+from pipeline.network import Network, NetworkSpec
+from pipeline.pcm import PCMConfig
+from pipeline.pseudo_labels import PseudoLabelConfig, PseudoLabeler
+from pipeline.schedule import METHOD_ROLES, STEP_FUNCTIONS, Executor, LocalExecutor
+from pipeline.skeletons import Skeleton, get_skeleton
+from pipeline.ssco import SSCOConfig
+from pipeline.topdown_data import EvalDataset, LabeledDataset, UnlabeledDataset
+
+log = logging.getLogger(__name__)
+
+
+def make_codec(cfg: Config) -> HeatmapCodec:
+    return HeatmapCodec.from_config(cfg.codec)
+
+
+def network_specs(cfg: Config, num_joints: int) -> dict[str, NetworkSpec]:
+    """The NetworkSpec of every role the method trains."""
+    specs = {}
+    for role in METHOD_ROLES[cfg.method.name]:
+        teacher = role != "student"
+        specs[role] = NetworkSpec(
+            role=role,
+            model_name=cfg.model.teacher if teacher else cfg.model.student,
+            num_joints=num_joints,
+            pretrained=cfg.model.teacher_pretrained if teacher else cfg.model.student_pretrained,
+            lr=cfg.optim.lr,
+            weight_decay=cfg.optim.weight_decay,
+            lr_steps=cfg.optim.lr_steps,
+            lr_factor=cfg.optim.lr_factor,
+            sup_weight=cfg.method.sup_weight,
+            unsup_weight=cfg.method.unsup_weight,
+            seed=cfg.train.seed,
+            device=cfg.train.device,
+            num_threads=cfg.train.num_threads,
+        )
+    return specs
+
+
+def pseudo_label_config(cfg: Config, skeleton: Skeleton) -> PseudoLabelConfig:
+    m = cfg.method
+    return PseudoLabelConfig(
+        input_size=cfg.codec.input_size,
+        heatmap_size=cfg.codec.heatmap_size,
+        flip_indices=skeleton.flip_indices,
+        pcm=PCMConfig(score_thr=m.pcm_score_thr, pi_thr=m.pcm_pi_thr),
+        ssco=SSCOConfig(
+            num_pairs=m.ssco_num_pairs,
+            half_size_range=m.ssco_half_size,
+            jitter_sigma=m.ssco_jitter_sigma,
+            num_joints_real=skeleton.num_joints,
+        ),
+        seed=cfg.train.seed,
+    )
+
+
+def epoch_batches(
+    n: int, batch_size: int, num_batches: int, seed: int, epoch: int, salt: int
+) -> list[list[int]]:
+    """``num_batches`` shuffled index batches of size ``batch_size`` from ``range(n)`` (cycling)."""
+    needed = batch_size * num_batches
+    rng = np.random.default_rng([seed, epoch, salt])
+    order = np.concatenate([rng.permutation(n) for _ in range(max(1, math.ceil(needed / max(n, 1))))])
+    return [order[i * batch_size : (i + 1) * batch_size].tolist() for i in range(num_batches)]
+
+
+@dataclass
+class RunData:
+    skeleton: Skeleton
+    labeled: list
+    unlabeled: list
+    val: list
+
+
+def load_run_data(cfg: Config) -> RunData:
+    """Read the labeled subset (first N persons), the unlabeled pool and the validation set."""
+    d = cfg.data
+    skeleton = get_skeleton(d.skeleton)
+    labeled = load_coco_persons(d.labeled_ann, d.labeled_images, skeleton=skeleton, max_persons=d.num_labeled)
+    labeled, _ = check_image_files(labeled, skip_bad=d.skip_bad_images)
+    unlabeled: list = []
+    if cfg.method.name != "supervised":
+        if d.unlabeled_ann is not None:
+            from pipeline.wild_pool import load_pool
+
+            unlabeled = list(
+                load_pool(
+                    image_list_json=d.unlabeled_ann,
+                    image_dir=d.unlabeled_images,
+                    detections_json=d.unlabeled_boxes,
+                    annotations_json=None if d.unlabeled_boxes else d.unlabeled_ann,
+                )
+            )
+            unlabeled, _ = check_image_files(unlabeled, skip_bad=d.skip_bad_images)
+        if d.pool_includes_labeled:
+            unlabeled = unlabeled + load_coco_persons(d.labeled_ann, d.labeled_images, skeleton=skeleton)
+        if not unlabeled:
+            raise ConfigError(f"method {cfg.method.name!r} needs an unlabeled pool (data.unlabeled_ann)")
+    val = load_coco_persons(d.val_ann, d.val_images, skeleton=skeleton, require_keypoints=True)
+    log.info("data: %d labeled persons, %d unlabeled, %d validation", len(labeled), len(unlabeled), len(val))
+    return RunData(skeleton, labeled, unlabeled, val)
+
+
+class RunLogger:
+    """Metrics to ``metrics.jsonl`` and TensorBoard event files in the run directory."""
+
+    def __init__(self, run_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.jsonl = open(run_dir / "metrics.jsonl", "a")
+        self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        self.jsonl.flush()
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self.jsonl.close()
+        self.tb.close()
+
+
+class Trainer:
+    """Runs one method for ``optim.epochs`` epochs over network handles through an executor.
+
+    Args:
+        cfg: resolved config.
+        nets: role -> handle of a :class:`Network` (the object itself, or a Ray actor handle).
+        pseudo: handle of a :class:`PseudoLabeler` (unused by the supervised method).
+        executor: how calls are made (``LocalExecutor`` or the Ray one).
+    """
+
+    def __init__(self, cfg: Config, data: RunData, nets: dict, pseudo: Any, executor: Executor):
+        if cfg.method.previous_teachers == "cache":
+            raise ConfigError("method.previous_teachers='cache' needs the pseudo-label store; use 'snapshot'")
+        self.cfg, self.data, self.nets, self.pseudo, self.ex = cfg, data, nets, pseudo, executor
+        self.codec = make_codec(cfg)
+        self.run_dir = Path(cfg.train.out_dir)
+        self.step_fn = STEP_FUNCTIONS[cfg.method.name]
+        o = cfg.optim
+        # One epoch is one pass over the larger of the labeled set and the unlabeled pool
+        # (the labeled set is cycled), as in the reference code; or a fixed number of steps.
+        passes = [len(data.labeled) // o.batch_size]
+        if data.unlabeled:
+            passes.append(len(data.unlabeled) // o.unlabeled_batch_size)
+        self.steps_per_epoch = o.steps_per_epoch or max(1, *passes)
+        self.epoch = 0
+        self.global_step = 0
+
+    # ---- state ---------------------------------------------------------------------
+    def resume(self) -> bool:
+        """Restore networks and schedule position from the latest checkpoint; False if none."""
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            return False
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        loads = [
+            self.ex.submit(h, "load_state_dict", torch.load(ckpt / f"{r}.pt", weights_only=False))
+            for r, h in self.nets.items()
+        ]
+        self.ex.gather(loads)
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        log.info("resumed from %s (epoch %d, step %d)", ckpt, self.epoch, self.global_step)
+        return True
+
+    def save(self) -> Path:
+        roles = list(self.nets)
+        states = self.ex.gather([self.ex.submit(self.nets[r], "state_dict") for r in roles])
+        meta = {"codec": self.cfg.codec.__dict__, "skeleton": self.data.skeleton.name}
+        states = {r: {**s, **meta} for r, s in zip(roles, states)}
+        trainer_state = {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "method": self.cfg.method.name,
+            "seed": self.cfg.train.seed,
+        }
+        return save_checkpoint(self.run_dir, self.epoch, states, trainer_state, self.cfg)
+
+    # ---- loop ----------------------------------------------------------------------
+    def _loader(self, dataset, batches: list[list[int]]):
+        return torch.utils.data.DataLoader(
+            dataset, batch_sampler=batches, num_workers=self.cfg.data.num_workers, persistent_workers=False
+        )
+
+    def train(self) -> dict[str, float]:
+        cfg, o = self.cfg, self.cfg.optim
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.run_dir / "config.yaml")
+        logger = RunLogger(self.run_dir)
+        skel = self.data.skeleton
+        lab_ds = LabeledDataset(self.data.labeled, self.codec, skel, augment=cfg.augment, seed=cfg.train.seed)
+        unl_ds = (
+            UnlabeledDataset(self.data.unlabeled, self.codec, skel, augment=cfg.augment, seed=cfg.train.seed)
+            if self.data.unlabeled
+            else None
+        )
+        total = o.epochs * self.steps_per_epoch
+        bar = tqdm(
+            total=total,
+            initial=self.global_step,
+            desc=cfg.method.name,
+            unit="step",
+            file=sys.stderr,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        )
+        try:
+            while self.epoch < o.epochs:
+                self._train_epoch(lab_ds, unl_ds, logger, bar)
+                self.epoch += 1
+                keep = cfg.method.name == "sspcm" and cfg.method.previous_teachers == "snapshot"
+                self.ex.gather([self.ex.submit(h, "end_epoch", keep) for h in self.nets.values()])
+                every = cfg.train.checkpoint_every_epochs
+                if every and (self.epoch % every == 0 or self.epoch == o.epochs):
+                    self.save()
+                if (
+                    cfg.train.eval_every_epochs
+                    and self.epoch % cfg.train.eval_every_epochs == 0
+                    and self.epoch < o.epochs
+                ):
+                    logger.log(self.global_step, {"epoch": self.epoch, **self.evaluate()})
+        finally:
+            bar.close()
+        results = self.evaluate(write=True)
+        logger.log(self.global_step, {"epoch": self.epoch, **results})
+        logger.close()
+        return results
+
+    def _train_epoch(self, lab_ds, unl_ds, logger: RunLogger, bar) -> None:
+        cfg, o = self.cfg, self.cfg.optim
+        lab_ds.set_epoch(self.epoch)
+        lab_batches = epoch_batches(
+            len(lab_ds), o.batch_size, self.steps_per_epoch, cfg.train.seed, self.epoch, 0
+        )
+        lab_iter = iter(self._loader(lab_ds, lab_batches))
+        unl_iter = None
+        if unl_ds is not None:
+            unl_ds.set_epoch(self.epoch)
+            unl_batches = epoch_batches(
+                len(unl_ds), o.unlabeled_batch_size, self.steps_per_epoch, cfg.train.seed, self.epoch, 1
+            )
+            unl_iter = iter(self._loader(unl_ds, unl_batches))
+        t0, n_img = time.perf_counter(), 0
+        for i in range(self.steps_per_epoch):
+            labeled = next(lab_iter)
+            unlabeled = next(unl_iter) if unl_iter is not None else None
+            metrics = self.step_fn(
+                self.ex,
+                self.nets,
+                pseudo=self.pseudo,
+                labeled=labeled,
+                unlabeled=unlabeled,
+                step=self.global_step,
+                previous=cfg.method.previous_teachers,
+            )
+            self.global_step += 1
+            n_img += len(labeled["images"]) + (len(unlabeled["images"]) if unlabeled is not None else 0)
+            bar.update(1)
+            if self.global_step % cfg.train.log_every == 0 or i == self.steps_per_epoch - 1:
+                dt = time.perf_counter() - t0
+                values = {"epoch": self.epoch, "images_per_s": n_img / max(dt, 1e-9), **metrics}
+                logger.log(self.global_step, values)
+                loss_key = next((k for k in metrics if k.endswith("/loss")), None)
+                if loss_key:
+                    bar.set_postfix({"loss": f"{metrics[loss_key]:.2e}", "ep": self.epoch})
+
+    # ---- evaluation ----------------------------------------------------------------
+    def evaluate(self, write: bool = False) -> dict[str, float]:
+        """COCO AP of the student (or the only network) and of the A+B ensemble on the val set."""
+        weights = self.ex.gather([self.ex.submit(h, "get_weights") for h in self.nets.values()])
+        weights = dict(zip(self.nets, weights))
+        specs = network_specs(self.cfg, self.data.skeleton.num_joints)
+        from pipeline.models import build_model
+
+        fns = {}
+        for role, w in weights.items():
+            model = build_model(specs[role].model_name, specs[role].num_joints)
+            model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in w.items()})
+            fns[role] = model_predict_fn(model)
+        groups = {}
+        if "student" in fns:
+            groups["student"] = [fns["student"]]
+        if "teacher_a" in fns and "teacher_b" in fns:
+            groups["ensemble_ab"] = [fns["teacher_a"], fns["teacher_b"]]
+        ds = EvalDataset(self.data.val, self.codec, self.data.skeleton)
+        flip = self.data.skeleton.flip_indices if self.cfg.eval.flip_test else None
+        out: dict[str, float] = {}
+        for name, group in groups.items():
+            pred = predict_keypoints(
+                group, ds, self.codec, batch_size=self.cfg.eval.batch_size, flip_indices=flip
+            )
+            results = make_keypoint_results(pred["image_ids"], pred["kpts_img"], pred["box_scores"])
+            stats = coco_keypoint_eval(self.cfg.data.val_ann, results, sigmas=self.data.skeleton.sigmas_array)
+            if write:
+                write_results(results, self.run_dir / f"results_{name}.json")
+            out.update({f"eval/{name}/{k}": v for k, v in stats.items()})
+        if write:
+            (self.run_dir / "eval.json").write_text(json.dumps(out, indent=2))
+        return out
+
+
+def build_local(cfg: Config, data: RunData) -> tuple[dict[str, Network], PseudoLabeler]:
+    """In-process networks and pseudo labeler for ``cfg``."""
+    if cfg.train.num_threads > 0:
+        torch.set_num_threads(cfg.train.num_threads)
+    nets = {r: Network(s) for r, s in network_specs(cfg, data.skeleton.num_joints).items()}
+    return nets, PseudoLabeler(pseudo_label_config(cfg, data.skeleton))
+
+
+def train_local(cfg: Config, resume: bool = False) -> dict[str, float]:
+    """Train ``cfg`` in this process (no Ray) and return the final evaluation."""
+    data = load_run_data(cfg)
+    nets, pseudo = build_local(cfg, data)
+    trainer = Trainer(cfg, data, nets, pseudo, LocalExecutor())
+    if resume:
+        trainer.resume()
+    return trainer.train()

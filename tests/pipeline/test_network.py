@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from pipeline.network import Network, NetworkSpec
+
+torch.set_num_threads(1)
+
+
+def batch(seed: int, n: int = 4, k: int = 17, size=(64, 64)) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    targets = torch.zeros(n, k, h // 4, w // 4)
+    ys = torch.randint(0, h // 4, (n, k), generator=g)
+    xs = torch.randint(0, w // 4, (n, k), generator=g)
+    targets[torch.arange(n)[:, None], torch.arange(k)[None], ys, xs] = 1.0
+    return {
+        "images": torch.randn(n, 3, h, w, generator=g),
+        "targets": targets,
+        "target_weights": torch.ones(n, k),
+    }
+
+
+def spec(role="student", seed=0) -> NetworkSpec:
+    return NetworkSpec(role=role, model_name="tiny", num_joints=17, lr=1e-3, seed=seed, num_threads=1)
+
+
+def test_train_step_learns_a_fixed_batch():
+    net = Network(spec())
+    b = batch(0)
+    first = net.train_step(b)["loss"]
+    for _ in range(30):
+        last = net.train_step(b)["loss"]
+    assert last < first / 3
+
+
+def test_consistency_term_and_weights():
+    net = Network(spec())
+    m = net.train_step(batch(0), hard=batch(1))
+    assert {"loss", "sup_loss", "unsup_loss", "lr"} <= set(m)
+    assert m["loss"] == pytest.approx(0.5 * m["sup_loss"] + m["unsup_loss"], rel=1e-5)
+
+
+def test_roles_start_from_different_weights_reproducibly():
+    a1, a2, b = Network(spec("teacher_a")), Network(spec("teacher_a")), Network(spec("teacher_b"))
+    wa1, wa2, wb = a1.get_weights(), a2.get_weights(), b.get_weights()
+    assert all(np.array_equal(wa1[k], wa2[k]) for k in wa1)
+    assert any(not np.array_equal(wa1[k], wb[k]) for k in wa1 if wa1[k].dtype.kind == "f")
+
+
+def test_state_dict_round_trip_continues_identically():
+    a = Network(spec())
+    a.train_step(batch(0))
+    a.end_epoch()
+    b = Network(spec(seed=5))
+    b.load_state_dict(a.state_dict())
+    ma, mb = a.train_step(batch(1)), b.train_step(batch(1))
+    assert ma == mb
+    for k, v in a.get_weights().items():
+        np.testing.assert_array_equal(v, b.get_weights()[k])
+    torch.testing.assert_close(a.predict_previous(batch(2)), b.predict_previous(batch(2)))
+
+
+def test_previous_epoch_copy_is_frozen():
+    net = Network(spec())
+    b = batch(0)
+    assert net.predict_previous(b) is None
+    net.end_epoch()
+    torch.testing.assert_close(net.predict_previous(b), net.predict(b))
+    net.train_step(b)
+    assert not torch.allclose(net.predict_previous(b), net.predict(b))
+
+
+def test_lr_schedule_steps_at_epochs():
+    net = Network(
+        NetworkSpec(role="student", model_name="tiny", num_joints=17, lr=1.0, lr_steps=(2,), lr_factor=0.1)
+    )
+    lrs = []
+    for _ in range(3):
+        lrs.append(net.optimizer.param_groups[0]["lr"])
+        net.end_epoch(keep_snapshot=False)
+    assert lrs == pytest.approx([1.0, 1.0, 0.1])
