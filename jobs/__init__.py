@@ -1,0 +1,1 @@
+"""Entrypoints run with ``python -m jobs.X`` locally or by ``ray job submit``."""
