@@ -111,8 +111,7 @@ class UnlabeledDataset(_TopDownBase):
 
     Item: ``images`` (3,H,W) easy view; ``matrix`` (2,3) image->easy input; ``flipped``;
     ``hard_affines`` (3,2,3) float64 easy input -> hard input, one per role; ``image_id``;
-    ``bbox`` (4,) xywh image space; ``index``; and, when the person has ground truth (synthetic
-    data, diagnostics only, never used for training), ``gt_kpts_img`` (K,3).
+    ``bbox`` (4,) xywh image space; ``index`` (position in the pool).
     """
 
     def __getitem__(self, index: int) -> dict:
@@ -125,7 +124,7 @@ class UnlabeledDataset(_TopDownBase):
             hard = np.stack(
                 [sample_hard_affine(rng, self.codec.input_size, ranges) for _ in range(NUM_HARD_VIEWS)]
             )
-        item = {
+        return {
             "images": to_tensor(view.image)[0],
             "matrix": torch.from_numpy(view.matrix),
             "flipped": bool(view.flipped),
@@ -134,10 +133,6 @@ class UnlabeledDataset(_TopDownBase):
             "bbox": torch.from_numpy(np.asarray(p.bbox_xywh, dtype=np.float64)),
             "index": index,
         }
-        gt = getattr(p, "kpts_img", None)
-        if gt is not None:
-            item["gt_kpts_img"] = torch.from_numpy(np.asarray(gt, dtype=np.float32))
-        return item
 
 
 class EvalDataset(_TopDownBase):

@@ -110,14 +110,11 @@ def load_run_data(cfg: Config) -> RunData:
         if d.unlabeled_ann is not None:
             from pipeline.wild_pool import load_pool
 
-            unlabeled = list(
-                load_pool(
-                    image_list_json=d.unlabeled_ann,
-                    image_dir=d.unlabeled_images,
-                    detections_json=d.unlabeled_boxes,
-                    annotations_json=None if d.unlabeled_boxes else d.unlabeled_ann,
-                )
-            )
+            if d.unlabeled_boxes:  # boxes from a detector's COCO-results file
+                pool_source = {"image_list_json": d.unlabeled_ann, "detections_json": d.unlabeled_boxes}
+            else:  # boxes from the pool's own person annotations (keypoints are never used)
+                pool_source = {"annotations_json": d.unlabeled_ann}
+            unlabeled = list(load_pool(image_dir=d.unlabeled_images, **pool_source))
             unlabeled, _ = check_image_files(unlabeled, skip_bad=d.skip_bad_images)
         if d.pool_includes_labeled:
             unlabeled = unlabeled + load_coco_persons(d.labeled_ann, d.labeled_images, skeleton=skeleton)
@@ -309,6 +306,8 @@ class Trainer:
         if "student" in fns:
             groups["student"] = [fns["student"]]
         if "teacher_a" in fns and "teacher_b" in fns:
+            if "student" not in fns:  # Dual Network: one teacher alone is its single-network result
+                groups["teacher_a"] = [fns["teacher_a"]]
             groups["ensemble_ab"] = [fns["teacher_a"], fns["teacher_b"]]
         ds = EvalDataset(self.data.val, self.codec, self.data.skeleton)
         flip = self.data.skeleton.flip_indices if self.cfg.eval.flip_test else None

@@ -1,0 +1,222 @@
+"""Does unlabeled data help? Supervised vs Dual Network vs SSPCM on the synthetic benchmark.
+
+    python -m bench.semi_supervised --seed N [--json] [--steps 1500] [--quick]
+
+For a seed it generates (once, cached under ``data/bench/seed<N>/``) a labeled set whose first
+``--labeled`` persons are labeled, an unlabeled pool about ten times larger (the labeled images
+are in the pool too, paper protocol), and a separate validation set. It trains the three
+methods with the same number of optimizer steps and the same tiny CPU networks, then prints one
+table: AP, AP50, AP75 on the validation set and the wall time of each method.
+
+It also measures the pseudo labels themselves against the synthetic truth on the pool (OKS AP
+of A_t, of B_t and of PCM's corrected label, built from the last two epochs' teachers), plus
+PCM's statistics (kept-joint fraction, pair choice, position inconsistency).
+With ``--json`` the last line is one JSON object:
+``{"supervised": {"AP": ...}, "dual": {...}, "sspcm": {...}, "pseudo_labels": {...}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jobs.cli import setup_logging
+from pipeline.config import load_config
+from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results
+from pipeline.heatmaps import heatmap_to_image
+from pipeline.models import build_model
+from pipeline.pcm import PCMConfig, correct_pseudo_labels, pcm_statistics
+from pipeline.schedule import LocalExecutor
+from pipeline.synthetic import generate_dataset
+from pipeline.topdown_data import EvalDataset
+from pipeline.trainer import RunData, Trainer, build_local, load_run_data
+
+log = logging.getLogger("bench.semi_supervised")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_data(
+    root: Path, seed: int, labeled_images: int, pool_images: int, val_images: int
+) -> dict[str, Path]:
+    """Generate (or reuse) the three synthetic sets of one benchmark seed; image ids are disjoint."""
+    sets = {"labeled": (labeled_images, 1), "pool": (pool_images, 100_000), "val": (val_images, 1_000_000)}
+    for name, (n, start) in sets.items():
+        ann = root / name / "annotations.json"
+        if ann.is_file() and len(json.loads(ann.read_text())["images"]) == n:
+            continue
+        log.info("generating %s: %d images (seed %d)", name, n, seed)
+        generate_dataset(root / name, seed=seed * 7919 + 11, num_images=n, start_id=start, workers=2)
+    return {name: root / name for name in sets}
+
+
+def method_overrides(args: argparse.Namespace, data: dict[str, Path], method: str, out: Path) -> list[str]:
+    epochs = args.epochs
+    return [
+        f"data.labeled_ann={data['labeled'] / 'annotations.json'}",
+        f"data.labeled_images={data['labeled'] / 'images'}",
+        f"data.num_labeled={args.labeled}",
+        f"data.unlabeled_ann={data['pool'] / 'annotations.json'}",
+        f"data.unlabeled_images={data['pool'] / 'images'}",
+        f"data.val_ann={data['val'] / 'annotations.json'}",
+        f"data.val_images={data['val'] / 'images'}",
+        f"method.name={method}",
+        f"optim.epochs={epochs}",
+        f"optim.steps_per_epoch={max(1, args.steps // epochs)}",
+        f"optim.lr_steps=[{int(epochs * 0.7)},{int(epochs * 0.9)}]",
+        f"optim.batch_size={args.batch_size}",
+        f"optim.unlabeled_batch_size={args.batch_size}",
+        f"train.seed={args.seed}",
+        f"train.out_dir={out}",
+        "train.log_every=50",
+    ]
+
+
+def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dict:
+    """OKS AP of A_t, B_t and the PCM label on the pool, against the synthetic ground truth.
+
+    The current teachers are the final ones; the previous-epoch teachers come from the
+    second-to-last checkpoint. All predictions are made on the un-augmented view of each pool
+    person, exactly as PCM sees an easy view.
+    """
+    cfg, codec = trainer.cfg, trainer.codec
+    ckpts = sorted((trainer.run_dir / "checkpoints").glob("epoch_*"))
+    if len(ckpts) < 2:
+        return {}
+    models = {}
+    for tag, ckpt in (("t", ckpts[-1]), ("prev", ckpts[-2])):
+        for role in ("teacher_a", "teacher_b"):
+            state = torch.load(ckpt / f"{role}.pt", weights_only=False)
+            m = build_model(state["spec"]["model_name"], state["spec"]["num_joints"])
+            m.load_state_dict(state["model"])
+            models[f"{role}_{tag}"] = m.eval()
+    ds = EvalDataset(data.unlabeled, codec, data.skeleton)
+    loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=False)
+    pcm_cfg = PCMConfig(score_thr=cfg.method.pcm_score_thr, pi_thr=cfg.method.pcm_pi_thr)
+    preds: dict[str, list] = {"A_t": [], "B_t": [], "PCM": [], "mean_AB": []}
+    ids, stats = [], []
+    with torch.no_grad():
+        for batch in loader:
+            x = batch["images"]
+            hm = {k: m(x) for k, m in models.items()}
+            out = correct_pseudo_labels(
+                hm["teacher_a_t"], hm["teacher_b_t"], hm["teacher_a_prev"], hm["teacher_b_prev"], pcm_cfg
+            )
+            stats.append(pcm_statistics(out))
+            maps = {
+                "A_t": hm["teacher_a_t"],
+                "B_t": hm["teacher_b_t"],
+                "PCM": out.heatmaps,
+                "mean_AB": (hm["teacher_a_t"] + hm["teacher_b_t"]) / 2,
+            }
+            for name, h in maps.items():
+                kpts_hm, scores = codec.decode(h.numpy())
+                xy = heatmap_to_image(kpts_hm, batch["matrix"].numpy(), codec.input_size, codec.heatmap_size)
+                preds[name].append(np.concatenate([xy, scores[..., None]], axis=-1))
+            ids.append(batch["image_id"].numpy())
+    image_ids = np.concatenate(ids)
+    quality = {}
+    for name, chunks in preds.items():
+        res = make_keypoint_results(image_ids, np.concatenate(chunks), None)
+        quality[name] = coco_keypoint_eval(pool_ann, res, sigmas=data.skeleton.sigmas_array)["AP"]
+    quality["pcm_stats"] = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
+    return quality
+
+
+def run_method(args, data_dirs, method: str) -> tuple[dict, float, dict]:
+    out = Path(args.out_dir) / f"seed{args.seed}" / method
+    cfg = load_config(
+        REPO / "configs" / "synthetic_benchmark.yaml", method_overrides(args, data_dirs, method, out)
+    )
+    data = load_run_data(cfg)
+    t0 = time.perf_counter()
+    nets, pseudo = build_local(cfg, data)
+    trainer = Trainer(cfg, data, nets, pseudo, LocalExecutor())
+    results = trainer.train()
+    wall = time.perf_counter() - t0
+    quality = {}
+    if method == "sspcm" and args.pseudo_label_quality:
+        pool_only = RunData(
+            data.skeleton, data.labeled, [p for p in data.unlabeled if p.image_id >= 100_000], data.val
+        )
+        quality = pseudo_label_quality(trainer, pool_only, data_dirs["pool"] / "annotations.json")
+    return results, wall, quality
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seed", type=int, default=0, help="chooses the data and the initialisation")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--steps", type=int, default=1500, help="optimizer steps per method")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--labeled", type=int, default=300, help="labeled persons (first N)")
+    parser.add_argument("--labeled-images", type=int, default=200)
+    parser.add_argument("--pool-images", type=int, default=1600)
+    parser.add_argument("--val-images", type=int, default=200)
+    parser.add_argument("--methods", default="supervised,dual,sspcm")
+    parser.add_argument("--data-dir", default=str(REPO / "data" / "bench"))
+    parser.add_argument("--out-dir", default=str(REPO / "runs" / "bench"))
+    parser.add_argument("--no-pseudo-label-quality", dest="pseudo_label_quality", action="store_false")
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run of the whole pipeline")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.epochs, args.batch_size, args.labeled = 4, 2, 4, 20
+        args.labeled_images, args.pool_images, args.val_images = 12, 24, 8
+        args.data_dir = str(Path(args.out_dir) / "quick_data")
+    setup_logging(args.log_level)
+    torch.set_num_threads(2)
+    data_dirs = make_data(
+        Path(args.data_dir) / f"seed{args.seed}",
+        args.seed,
+        args.labeled_images,
+        args.pool_images,
+        args.val_images,
+    )
+    table: dict[str, dict] = {}
+    for method in args.methods.split(","):
+        log.info("=== %s (seed %d, %d steps)", method, args.seed, args.steps)
+        results, wall, quality = run_method(args, data_dirs, method)
+        primary = "teacher_a" if method == "dual" else "student"  # one tiny network each
+        row = {k: results[f"eval/{primary}/{k}"] for k in ("AP", "AP50", "AP75")}
+        row["network"] = primary
+        if "eval/ensemble_ab/AP" in results:
+            row["ensemble_AP"] = results["eval/ensemble_ab/AP"]
+        row["wall_s"] = round(wall, 1)
+        table[method] = row
+        if quality:
+            table["pseudo_labels"] = quality
+    print(
+        f"\nSynthetic benchmark, seed {args.seed}: {args.labeled} labeled persons, {args.steps} steps per method"
+    )
+    print(f"{'method':<12}{'network':<13}{'AP':>7}{'AP50':>7}{'AP75':>7}{'A+B AP':>8}{'wall s':>8}")
+    for method, row in table.items():
+        if method == "pseudo_labels":
+            continue
+        ens = row.get("ensemble_AP")
+        print(
+            f"{method:<12}{row['network']:<13}{row['AP']:>7.3f}{row['AP50']:>7.3f}{row['AP75']:>7.3f}"
+            f"{(f'{ens:.3f}' if ens is not None else '-'):>8}{row['wall_s']:>8.0f}"
+        )
+    if "pseudo_labels" in table:
+        q = table["pseudo_labels"]
+        print(
+            f"pseudo labels on the pool (OKS AP vs truth): A_t {q['A_t']:.3f}  B_t {q['B_t']:.3f}  "
+            f"mean(A_t,B_t) {q['mean_AB']:.3f}  PCM {q['PCM']:.3f}"
+        )
+        print("PCM statistics: " + ", ".join(f"{k} {v:.3f}" for k, v in q["pcm_stats"].items()))
+    if args.json:
+        print(json.dumps(table))
+    return table
+
+
+if __name__ == "__main__":
+    main()
