@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
         if quality:
             table["pseudo_labels"] = quality
     print(
-        f"\nSynthetic benchmark, seed {args.seed}: {args.labeled} labeled persons, {args.steps} steps per method"
+        f"\nSynthetic benchmark, seed {args.seed}: {args.labeled} labeled persons, "
+        f"{args.steps} steps per method"
     )
     print(f"{'method':<12}{'network':<13}{'AP':>7}{'AP50':>7}{'AP75':>7}{'A+B AP':>8}{'wall s':>8}")
     for method, row in table.items():

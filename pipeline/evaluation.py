@@ -84,14 +84,28 @@ def write_results(results: list[dict], path: str | Path) -> None:
     os.replace(tmp, p)
 
 
-def _load_coco(ann: str | Path | COCO) -> COCO:
+def load_coco_annotations(ann: str | Path | COCO) -> COCO:
+    """A pycocotools ``COCO`` for an annotation file; missing ``iscrowd``/``area`` get COCO's meaning."""
     if isinstance(ann, COCO):
         return ann
     p = Path(ann)
     if not p.is_file():
         raise FileNotFoundError(f"annotation file not found: {p}")
+    with open(p) as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}: not valid JSON: {e}") from None
+    # Some COCO-style conversions (e.g. AI Challenger's) omit these; COCO's meaning is assumed.
+    for a in data.get("annotations", []):
+        a.setdefault("iscrowd", 0)
+        if "area" not in a and "bbox" in a:
+            a["area"] = float(a["bbox"][2] * a["bbox"][3])
+    coco = COCO()
+    coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(p))
+        coco.createIndex()
+    return coco
 
 
 def _validate_results(results: list, coco: COCO, num_joints: int, source: str) -> list[dict]:
@@ -147,7 +161,7 @@ def coco_keypoint_eval(
     Returns:
         ``{"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}`` floats.
     """
-    coco = _load_coco(ann)
+    coco = load_coco_annotations(ann)
     k = _num_joints(coco)
     source = "<results>"
     if isinstance(results, (str, Path)):
