@@ -493,3 +493,16 @@ def check_image_files(
             *bad[0],
         )
     return good, bad
+
+
+def check_images_exist(records: Sequence[PersonRecord], source: str = "") -> None:
+    """Fast start-up check that every image file exists (no decoding; large sets stay fast).
+
+    Raises :class:`BadImageError` naming the first missing file and how many are missing.
+    Truncated or corrupt files are still caught when loaded (``pipeline.images.load_image``)
+    or up front by :func:`check_image_files`.
+    """
+    missing = [path for _, path in images_of(records) if not Path(path).is_file()]
+    if missing:
+        where = f"{source}: " if source else ""
+        raise BadImageError(f"{where}{len(missing)} image file(s) not found, first: {missing[0]}")

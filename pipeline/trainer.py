@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from pipeline.checkpoints import latest_checkpoint, save_checkpoint
 from pipeline.config import Config, ConfigError, save_config
-from pipeline.datasets import check_image_files, load_coco_persons
+from pipeline.datasets import check_image_files, check_images_exist, load_coco_persons
 from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results, write_results
 from pipeline.heatmaps import HeatmapCodec
 from pipeline.inference import model_predict_fn, predict_keypoints
@@ -91,6 +91,18 @@ def epoch_batches(
     return [order[i * batch_size : (i + 1) * batch_size].tolist() for i in range(num_batches)]
 
 
+def _checked(persons: list, skip_bad: bool, source: str) -> list:
+    """Missing images fail fast by name; with ``skip_bad`` every image is decoded once and bad
+    ones are skipped and counted (a large wild pool)."""
+    if skip_bad:
+        good, bad = check_image_files(persons, skip_bad=True)
+        if bad:
+            log.warning("%s: skipped %d unreadable image(s)", source, len(bad))
+        return good
+    check_images_exist(persons, source)
+    return persons
+
+
 @dataclass
 class RunData:
     skeleton: Skeleton
@@ -104,7 +116,7 @@ def load_run_data(cfg: Config) -> RunData:
     d = cfg.data
     skeleton = get_skeleton(d.skeleton)
     labeled = load_coco_persons(d.labeled_ann, d.labeled_images, skeleton=skeleton, max_persons=d.num_labeled)
-    labeled, _ = check_image_files(labeled, skip_bad=d.skip_bad_images)
+    labeled = _checked(labeled, d.skip_bad_images, d.labeled_ann)
     unlabeled: list = []
     if cfg.method.name != "supervised":
         if d.unlabeled_ann is not None:
@@ -115,12 +127,14 @@ def load_run_data(cfg: Config) -> RunData:
             else:  # boxes from the pool's own person annotations (keypoints are never used)
                 pool_source = {"annotations_json": d.unlabeled_ann}
             unlabeled = list(load_pool(image_dir=d.unlabeled_images, **pool_source))
-            unlabeled, _ = check_image_files(unlabeled, skip_bad=d.skip_bad_images)
+            unlabeled = _checked(unlabeled, d.skip_bad_images, d.unlabeled_ann)
         if d.pool_includes_labeled:
             unlabeled = unlabeled + load_coco_persons(d.labeled_ann, d.labeled_images, skeleton=skeleton)
         if not unlabeled:
             raise ConfigError(f"method {cfg.method.name!r} needs an unlabeled pool (data.unlabeled_ann)")
-    val = load_coco_persons(d.val_ann, d.val_images, skeleton=skeleton, require_keypoints=True)
+    val = _checked(
+        load_coco_persons(d.val_ann, d.val_images, skeleton=skeleton), d.skip_bad_images, d.val_ann
+    )
     log.info("data: %d labeled persons, %d unlabeled, %d validation", len(labeled), len(unlabeled), len(val))
     return RunData(skeleton, labeled, unlabeled, val)
 
