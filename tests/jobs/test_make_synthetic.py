@@ -37,3 +37,20 @@ def test_cli_rejects_a_bad_image_size(tmp_path):
     res = run("--out", str(tmp_path), "--seed", "0", "--images", "1", "--image-size", "big")
     assert res.returncode != 0 and "WxH" in res.stderr
     assert not (tmp_path / "annotations.json").exists()
+
+
+def test_convert_cli_writes_a_coco_file(real_data, tmp_path):
+    from pipeline.evaluation import load_coco_annotations
+
+    mpii = real_data / "mmpose_testdata" / "mpii"
+    out = tmp_path / "mpii_coco.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.convert", "mpii", str(mpii / "test_mpii.json"), str(mpii), str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    coco = load_coco_annotations(out)
+    assert len(coco.getAnnIds()) == 5
+    assert len(coco.loadCats(coco.getCatIds())[0]["keypoints"]) == 16

@@ -15,7 +15,9 @@ def test_mirror_equivariant_predictor_is_unchanged_without_shift():
         return F.conv2d(grey, kernel, padding=1).repeat(1, 17, 1, 1)
 
     images = torch.rand(2, 3, 16, 12)
-    torch.testing.assert_close(flip_test_heatmaps(predict, images, COCO17.flip_indices, False), predict(images))
+    torch.testing.assert_close(
+        flip_test_heatmaps(predict, images, COCO17.flip_indices, False), predict(images)
+    )
 
 
 def test_fixed_predictor_hand_computed():
