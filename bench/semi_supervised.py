@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from jobs.cli import setup_logging
+from pipeline.checkpoints import list_checkpoints
 from pipeline.config import load_config
 from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results
 from pipeline.heatmaps import heatmap_to_image
@@ -85,7 +86,7 @@ def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dic
     person, exactly as PCM sees an easy view.
     """
     cfg, codec = trainer.cfg, trainer.codec
-    ckpts = sorted((trainer.run_dir / "checkpoints").glob("epoch_*"))
+    ckpts = list_checkpoints(trainer.run_dir)  # one per epoch end (plus the initial state)
     if len(ckpts) < 2:
         return {}
     models = {}

@@ -2,7 +2,7 @@
 
 Layout::
 
-    RUN/checkpoints/epoch_0003/
+    RUN/checkpoints/step_00001200/            (global optimizer step; step_00000000 = initial state)
         teacher_a.pt teacher_b.pt student.pt   (Network.state_dict() + codec/skeleton)
         trainer_state.json                      (epoch, global step, method, seed)
         config.yaml                             (resolved config)
@@ -22,15 +22,15 @@ from pipeline.config import Config, save_config
 log = logging.getLogger(__name__)
 
 
-def checkpoint_dir(run_dir: str | Path, epoch: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"epoch_{epoch:04d}"
+def checkpoint_dir(run_dir: str | Path, global_step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step_{global_step:08d}"
 
 
 def save_checkpoint(
-    run_dir: str | Path, epoch: int, states: dict[str, dict], trainer_state: dict, cfg: Config
+    run_dir: str | Path, global_step: int, states: dict[str, dict], trainer_state: dict, cfg: Config
 ) -> Path:
     """Write the states of all networks plus trainer state; a partial directory is never visible."""
-    final = checkpoint_dir(run_dir, epoch)
+    final = checkpoint_dir(run_dir, global_step)
     tmp = final.with_name(final.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -46,15 +46,18 @@ def save_checkpoint(
     return final
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoint directories of a run, oldest first (temporary ones are never listed)."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
-        return None
-    done = sorted(
-        p
-        for p in root.iterdir()
-        if p.is_dir() and p.name.startswith("epoch_") and not p.name.endswith(".tmp")
+        return []
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit()
     )
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    done = list_checkpoints(run_dir)
     return done[-1] if done else None
 
 

@@ -120,8 +120,28 @@ class TrainConfig:
     num_threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     log_every: int = 10
     checkpoint_every_epochs: int = 1
+    # Also checkpoint every N optimizer steps inside an epoch (0 = only at epoch ends).
+    checkpoint_every_steps: int = 0
     eval_every_epochs: int = 0  # 0 = only at the end
+    # torch.use_deterministic_algorithms in every network (bitwise-repeatable CPU runs).
     deterministic: bool = False
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """Where the networks run: the only section that differs between a laptop and a cluster."""
+
+    runtime: Literal["local", "ray"] = "local"
+    # Ray address to attach to; None starts a local instance (inside `ray job submit`, the job's).
+    address: str | None = None
+    # GPUs to use for the networks: None = as many as the cluster has (0 on a laptop: CPU only).
+    num_gpus: int | None = None
+    # Networks sharing one GPU (fractional resources are derived from this one number).
+    nets_per_gpu: int = 1
+    # CPUs per actor; None = the cluster's CPUs shared between the actors and the data workers.
+    cpus_per_actor: float | None = None
+    # How often Ray restarts a dead network actor before the run gives up.
+    max_actor_restarts: int = 3
 
 
 @dataclass(frozen=True)
@@ -140,6 +160,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

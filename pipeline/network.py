@@ -40,6 +40,7 @@ class NetworkSpec:
     seed: int = 0
     device: str = "cpu"
     num_threads: int = 0
+    deterministic: bool = False
 
 
 def _to_tensor(x, device: torch.device, dtype=torch.float32) -> torch.Tensor:
@@ -62,6 +63,8 @@ class Network:
         self.spec = spec
         if spec.num_threads > 0:
             torch.set_num_threads(spec.num_threads)
+        if spec.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
         self.device = torch.device(spec.device)
         # Seed per role so that A and B start from different weights but reproducibly.
         role_offset = ROLES.index(spec.role) if spec.role in ROLES else 0

@@ -26,9 +26,19 @@ class Executor(Protocol):
 
     def gather(self, futures: Any) -> Any: ...
 
+    # errors after which the trainer restores every network from its latest checkpoint
+    recoverable_errors: tuple[type[BaseException], ...]
+
+    def wait_restarted(self, handles: list) -> None: ...
+
 
 class LocalExecutor:
     """Runs every call in this process, immediately."""
+
+    recoverable_errors: tuple[type[BaseException], ...] = ()  # nothing in-process is restartable
+
+    def wait_restarted(self, handles: list) -> None:
+        return None
 
     def put(self, value: Any) -> Any:
         return value

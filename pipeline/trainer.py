@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ def network_specs(cfg: Config, num_joints: int) -> dict[str, NetworkSpec]:
             seed=cfg.train.seed,
             device=cfg.train.device,
             num_threads=cfg.train.num_threads,
+            deterministic=cfg.train.deterministic,
         )
     return specs
 
@@ -167,13 +169,29 @@ class Trainer:
         cfg: resolved config.
         nets: role -> handle of a :class:`Network` (the object itself, or a Ray actor handle).
         pseudo: handle of a :class:`PseudoLabeler` (unused by the supervised method).
-        executor: how calls are made (``LocalExecutor`` or the Ray one).
+        executor: how calls are made (``LocalExecutor`` or ``actors.executor.RayExecutor``).
+        batches: ``(kind, dataset, order) -> iterator of collated batches`` for ``kind`` in
+            {"labeled", "unlabeled"}; default: a torch DataLoader in this process. The Ray
+            runtime passes a Ray Data stream that yields the same batches.
+
+    The schedule position is (epoch, step in epoch); every sample's randomness is keyed by
+    (seed, epoch, index) and SSCO's by the global step, so a checkpoint needs no RNG state: a
+    resumed run replays exactly the batches an uninterrupted run would have seen.
     """
 
-    def __init__(self, cfg: Config, data: RunData, nets: dict, pseudo: Any, executor: Executor):
+    def __init__(
+        self,
+        cfg: Config,
+        data: RunData,
+        nets: dict,
+        pseudo: Any,
+        executor: Executor,
+        batches: Callable[[str, Any, list[list[int]]], Iterator[dict]] | None = None,
+    ):
         if cfg.method.previous_teachers == "cache":
             raise ConfigError("method.previous_teachers='cache' needs the pseudo-label store; use 'snapshot'")
         self.cfg, self.data, self.nets, self.pseudo, self.ex = cfg, data, nets, pseudo, executor
+        self.batches = batches or self._local_batches
         self.codec = make_codec(cfg)
         self.run_dir = Path(cfg.train.out_dir)
         self.step_fn = STEP_FUNCTIONS[cfg.method.name]
@@ -185,7 +203,9 @@ class Trainer:
             passes.append(len(data.unlabeled) // o.unlabeled_batch_size)
         self.steps_per_epoch = o.steps_per_epoch or max(1, *passes)
         self.epoch = 0
+        self.step_in_epoch = 0
         self.global_step = 0
+        self.recoveries = 0
 
     # ---- state ---------------------------------------------------------------------
     def resume(self) -> bool:
@@ -193,6 +213,10 @@ class Trainer:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             return False
+        self._restore(ckpt)
+        return True
+
+    def _restore(self, ckpt: Path) -> None:
         state = json.loads((ckpt / "trainer_state.json").read_text())
         loads = [
             self.ex.submit(h, "load_state_dict", torch.load(ckpt / f"{r}.pt", weights_only=False))
@@ -200,8 +224,8 @@ class Trainer:
         ]
         self.ex.gather(loads)
         self.epoch, self.global_step = state["epoch"], state["global_step"]
-        log.info("resumed from %s (epoch %d, step %d)", ckpt, self.epoch, self.global_step)
-        return True
+        self.step_in_epoch = state.get("step_in_epoch", 0)
+        log.info("restored %s (epoch %d, step %d)", ckpt, self.epoch, self.global_step)
 
     def save(self) -> Path:
         roles = list(self.nets)
@@ -210,16 +234,17 @@ class Trainer:
         states = {r: {**s, **meta} for r, s in zip(roles, states)}
         trainer_state = {
             "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
             "method": self.cfg.method.name,
             "seed": self.cfg.train.seed,
         }
-        return save_checkpoint(self.run_dir, self.epoch, states, trainer_state, self.cfg)
+        return save_checkpoint(self.run_dir, self.global_step, states, trainer_state, self.cfg)
 
     # ---- loop ----------------------------------------------------------------------
-    def _loader(self, dataset, batches: list[list[int]]):
-        return torch.utils.data.DataLoader(
-            dataset, batch_sampler=batches, num_workers=self.cfg.data.num_workers, persistent_workers=False
+    def _local_batches(self, kind: str, dataset, order: list[list[int]]) -> Iterator[dict]:
+        return iter(
+            torch.utils.data.DataLoader(dataset, batch_sampler=order, num_workers=self.cfg.data.num_workers)
         )
 
     def train(self) -> dict[str, float]:
@@ -234,9 +259,10 @@ class Trainer:
             if self.data.unlabeled
             else None
         )
-        total = o.epochs * self.steps_per_epoch
+        if latest_checkpoint(self.run_dir) is None:
+            self.save()  # the initial state: a network that dies in epoch 0 is restored from here
         bar = tqdm(
-            total=total,
+            total=o.epochs * self.steps_per_epoch,
             initial=self.global_step,
             desc=cfg.method.name,
             unit="step",
@@ -245,19 +271,12 @@ class Trainer:
         )
         try:
             while self.epoch < o.epochs:
-                self._train_epoch(lab_ds, unl_ds, logger, bar)
-                self.epoch += 1
-                keep = cfg.method.name == "sspcm" and cfg.method.previous_teachers == "snapshot"
-                self.ex.gather([self.ex.submit(h, "end_epoch", keep) for h in self.nets.values()])
-                every = cfg.train.checkpoint_every_epochs
-                if every and (self.epoch % every == 0 or self.epoch == o.epochs):
-                    self.save()
-                if (
-                    cfg.train.eval_every_epochs
-                    and self.epoch % cfg.train.eval_every_epochs == 0
-                    and self.epoch < o.epochs
-                ):
-                    logger.log(self.global_step, {"epoch": self.epoch, **self.evaluate()})
+                try:
+                    self._train_epoch(lab_ds, unl_ds, logger, bar)
+                except self.ex.recoverable_errors as e:
+                    self._recover(e, bar)
+                    continue
+                self._end_epoch(logger)
         finally:
             bar.close()
         results = self.evaluate(write=True)
@@ -265,22 +284,48 @@ class Trainer:
         logger.close()
         return results
 
+    def _recover(self, error: Exception, bar) -> None:
+        """A network actor died: Ray restarts it; every network goes back to the latest checkpoint."""
+        self.recoveries += 1
+        if self.recoveries > self.cfg.resources.max_actor_restarts:
+            raise RuntimeError(f"giving up after {self.recoveries - 1} recoveries") from error
+        ckpt = latest_checkpoint(self.run_dir)
+        log.warning(
+            "a network actor failed (%s); restoring every network from %s", type(error).__name__, ckpt
+        )
+        self.ex.wait_restarted(list(self.nets.values()))
+        self._restore(ckpt)
+        bar.n = self.global_step
+        bar.refresh()
+
+    def _end_epoch(self, logger: RunLogger) -> None:
+        cfg = self.cfg
+        keep = cfg.method.name == "sspcm" and cfg.method.previous_teachers == "snapshot"
+        self.ex.gather([self.ex.submit(h, "end_epoch", keep) for h in self.nets.values()])
+        self.epoch += 1
+        self.step_in_epoch = 0
+        every = cfg.train.checkpoint_every_epochs
+        if every and (self.epoch % every == 0 or self.epoch == cfg.optim.epochs):
+            self.save()
+        every = cfg.train.eval_every_epochs
+        if every and self.epoch % every == 0 and self.epoch < cfg.optim.epochs:
+            logger.log(self.global_step, {"epoch": self.epoch, **self.evaluate()})
+
     def _train_epoch(self, lab_ds, unl_ds, logger: RunLogger, bar) -> None:
         cfg, o = self.cfg, self.cfg.optim
+        start = self.step_in_epoch  # > 0 after resuming from a mid-epoch checkpoint
         lab_ds.set_epoch(self.epoch)
-        lab_batches = epoch_batches(
-            len(lab_ds), o.batch_size, self.steps_per_epoch, cfg.train.seed, self.epoch, 0
-        )
-        lab_iter = iter(self._loader(lab_ds, lab_batches))
+        order = epoch_batches(len(lab_ds), o.batch_size, self.steps_per_epoch, cfg.train.seed, self.epoch, 0)
+        lab_iter = self.batches("labeled", lab_ds, order[start:])
         unl_iter = None
         if unl_ds is not None:
             unl_ds.set_epoch(self.epoch)
-            unl_batches = epoch_batches(
+            order = epoch_batches(
                 len(unl_ds), o.unlabeled_batch_size, self.steps_per_epoch, cfg.train.seed, self.epoch, 1
             )
-            unl_iter = iter(self._loader(unl_ds, unl_batches))
+            unl_iter = self.batches("unlabeled", unl_ds, order[start:])
         t0, n_img = time.perf_counter(), 0
-        for i in range(self.steps_per_epoch):
+        for i in range(start, self.steps_per_epoch):
             labeled = next(lab_iter)
             unlabeled = next(unl_iter) if unl_iter is not None else None
             metrics = self.step_fn(
@@ -293,6 +338,7 @@ class Trainer:
                 previous=cfg.method.previous_teachers,
             )
             self.global_step += 1
+            self.step_in_epoch = i + 1
             n_img += len(labeled["images"]) + (len(unlabeled["images"]) if unlabeled is not None else 0)
             bar.update(1)
             if self.global_step % cfg.train.log_every == 0 or i == self.steps_per_epoch - 1:
@@ -302,6 +348,9 @@ class Trainer:
                 loss_key = next((k for k in metrics if k.endswith("/loss")), None)
                 if loss_key:
                     bar.set_postfix({"loss": f"{metrics[loss_key]:.2e}", "ep": self.epoch})
+            every = cfg.train.checkpoint_every_steps
+            if every and self.global_step % every == 0 and self.step_in_epoch < self.steps_per_epoch:
+                self.save()
 
     # ---- evaluation ----------------------------------------------------------------
     def evaluate(self, write: bool = False) -> dict[str, float]:

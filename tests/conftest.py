@@ -35,3 +35,26 @@ def synthetic_data(tmp_path_factory) -> dict[str, Path]:
         "val_ann": root / "val" / "annotations.json",
         "val_images": root / "val" / "images",
     }
+
+
+RAY_OBJECT_STORE_BYTES = 160 * 1024**2  # small on purpose: streaming tests must not fit in it
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the whole test session (2 CPUs, a capped object store)."""
+    import os
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            object_store_memory=RAY_OBJECT_STORE_BYTES,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    yield ray
+    ray.shutdown()

@@ -67,7 +67,7 @@ def test_checkpoint_mode_on_a_trained_run(synthetic_data, tmp_path):
     assert KEYS <= set(stats)
     # the same network on the same boxes gives the same AP as the trainer's own evaluation
     assert abs(stats["AP"] - trained["eval/student/AP"]) < 1e-9
-    pt = run / "checkpoints" / "epoch_0002" / "student.pt"
+    pt = run / "checkpoints" / "step_00000004" / "student.pt"
     proc = run_evaluate(
         "--checkpoint",
         str(pt),

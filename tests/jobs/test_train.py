@@ -25,8 +25,10 @@ def test_supervised_run_writes_everything(synthetic_data, tmp_path):
     results = train_main(_args(synthetic_data, out))
     assert set(results) >= {"eval/student/AP", "eval/student/AP50", "eval/student/AR"}
     assert (out / "config.yaml").is_file()
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0001", "epoch_0002"]
-    assert {p.name for p in (out / "checkpoints" / "epoch_0002").iterdir()} == {
+    # the initial state, then one per epoch (2 steps each)
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["step_00000000", "step_00000002", "step_00000004"]
+    assert {p.name for p in (out / "checkpoints" / "step_00000004").iterdir()} == {
         "student.pt",
         "trainer_state.json",
         "config.yaml",
@@ -52,11 +54,34 @@ def test_resume_reaches_the_same_weights(synthetic_data, tmp_path):
     part = tmp_path / "part"
     train_main(_args(synthetic_data, part, extra=["--optim.epochs=1"]))
     train_main(_args(synthetic_data, part, extra=["--optim.epochs=3", "--resume"]))
-    state = json.loads((part / "checkpoints" / "epoch_0003" / "trainer_state.json").read_text())
-    assert state["global_step"] == 6
+    state = json.loads((part / "checkpoints" / "step_00000006" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6 and state["epoch"] == 3
     a, b = _student_weights(full), _student_weights(part)
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_resume_from_a_mid_epoch_checkpoint(synthetic_data, tmp_path):
+    """SSPCM (snapshot teachers) stopped inside epoch 2 and resumed = one uninterrupted run."""
+    common = ["--optim.steps_per_epoch=3", "--train.checkpoint_every_steps=2", "--train.deterministic=true"]
+    full = tmp_path / "full"
+    train_main(_args(synthetic_data, full, "sspcm", [*common, "--optim.epochs=2"]))
+    part = tmp_path / "part"
+    train_main(_args(synthetic_data, part, "sspcm", [*common, "--optim.epochs=2"]))
+    # pretend the run was killed right after step 4 (epoch 1, step 1 of 3): drop later checkpoints
+    import shutil
+
+    for p in (part / "checkpoints").iterdir():
+        if int(p.name[5:]) > 4:
+            shutil.rmtree(p)
+    state = json.loads((part / "checkpoints" / "step_00000004" / "trainer_state.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 1)
+    train_main(_args(synthetic_data, part, "sspcm", [*common, "--optim.epochs=2", "--resume"]))
+    for role in ("teacher_a", "teacher_b", "student"):
+        a = torch.load(full / "checkpoints" / "step_00000006" / f"{role}.pt", weights_only=False)
+        b = torch.load(part / "checkpoints" / "step_00000006" / f"{role}.pt", weights_only=False)
+        for k in a["model"]:
+            torch.testing.assert_close(a["model"][k], b["model"][k], msg=lambda m, k=k: f"{role} {k}: {m}")
 
 
 @pytest.mark.parametrize("method", ["dual", "sspcm"])
@@ -70,10 +95,10 @@ def test_semi_supervised_methods_run(synthetic_data, tmp_path, method):
     assert len(train_lines) == 4 and all("teacher_a/unsup_loss" in x for x in train_lines)
     if method == "sspcm":
         assert all("student/unsup_loss" in x and "pcm/kept_fraction" in x for x in train_lines)
-        roles = {p.name for p in (out / "checkpoints" / "epoch_0002").glob("*.pt")}
+        roles = {p.name for p in (out / "checkpoints" / "step_00000004").glob("*.pt")}
         assert roles == {"teacher_a.pt", "teacher_b.pt", "student.pt"}
         # snapshot mode: the previous-epoch copies are checkpointed from epoch 1 on
-        st = torch.load(out / "checkpoints" / "epoch_0002" / "teacher_a.pt", weights_only=False)
+        st = torch.load(out / "checkpoints" / "step_00000004" / "teacher_a.pt", weights_only=False)
         assert st["previous"] is not None
 
 
