@@ -81,7 +81,9 @@ def test_resume_from_a_mid_epoch_checkpoint(synthetic_data, tmp_path):
         a = torch.load(full / "checkpoints" / "step_00000006" / f"{role}.pt", weights_only=False)
         b = torch.load(part / "checkpoints" / "step_00000006" / f"{role}.pt", weights_only=False)
         for k in a["model"]:
-            torch.testing.assert_close(a["model"][k], b["model"][k], msg=lambda m, k=k: f"{role} {k}: {m}")
+            torch.testing.assert_close(
+                a["model"][k], b["model"][k], msg=lambda m, k=k, r=role: f"{r} {k}: {m}"
+            )
 
 
 @pytest.mark.parametrize("method", ["dual", "sspcm"])
