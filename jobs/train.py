@@ -1,7 +1,10 @@
 """Train a pose network with the supervised, Dual Network or SSPCM method.
 
-    python -m jobs.train --config configs/synthetic_sspcm.yaml [--resume] [--dry-run] \
+    python -m jobs.train --config configs/demo.yaml [--resume] [--dry-run] \
         [--section.field=value ...]
+
+``--resources.runtime=ray`` runs the same schedule with one Ray actor per network (attaching to
+``resources.address`` / the cluster of a ``ray job submit``, or starting a local instance).
 
 Writes RUN_DIR (train.out_dir): config.yaml, metrics.jsonl, tensorboard/, checkpoints/epoch_*/,
 results_*.json and eval.json; prints the final evaluation as one JSON line.
@@ -39,7 +42,12 @@ def main(argv: list[str] | None = None) -> dict:
         parser.exit(2, f"error: {e}\n")
     if args.dry_run:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, epochs=1, steps_per_epoch=2))
-    results = train_local(cfg, resume=args.resume)
+    if cfg.resources.runtime == "ray":
+        from actors.runtime import train_ray
+
+        results = train_ray(cfg, resume=args.resume)
+    else:
+        results = train_local(cfg, resume=args.resume)
     print(json.dumps(results), flush=True)
     return results
 

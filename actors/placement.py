@@ -1,0 +1,88 @@
+"""Placement: one bundle per network (a GPU, or a share of one) plus one for the pseudo labeler.
+
+All fractions are derived from two numbers of the config's ``resources`` section:
+``nets_per_gpu`` (networks sharing one GPU) and, on CPU-only machines, the cluster's CPU count.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import ray
+from ray.util.placement_group import PlacementGroup, placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from pipeline.config import ResourcesConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ActorResources:
+    """Per-actor resources: ``num_gpus`` per network (0 on CPU), CPUs per actor, torch threads."""
+
+    num_gpus: float
+    num_cpus: float
+    torch_threads: int
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.num_gpus > 0 else "cpu"
+
+
+def derive_resources(cfg: ResourcesConfig, num_nets: int, cluster: dict[str, float]) -> ActorResources:
+    """Resources of each network actor (the pseudo-label actor gets the same CPUs, no GPU).
+
+    Args:
+        cfg: the ``resources`` section.
+        num_nets: networks of the method (1, 2 or 3).
+        cluster: ``ray.cluster_resources()``.
+
+    On CPU the cluster's CPUs are shared by the networks, the pseudo labeler and one share for
+    the data pipeline, so that everything fits on a 2-core laptop (three ``num_cpus=1`` actors
+    on 2 CPUs would leave one pending forever).
+    """
+    gpus_available = float(cluster.get("GPU", 0.0))
+    gpus = gpus_available if cfg.num_gpus is None else float(cfg.num_gpus)
+    if gpus > gpus_available:
+        raise ValueError(
+            f"resources.num_gpus={cfg.num_gpus} but the Ray cluster has {gpus_available:g} GPU(s)"
+        )
+    cpus = float(cluster.get("CPU", 1.0))
+    if gpus > 0:
+        if cfg.nets_per_gpu < 1:
+            raise ValueError("resources.nets_per_gpu must be >= 1")
+        needed = math.ceil(num_nets / cfg.nets_per_gpu)
+        if needed > gpus:
+            raise ValueError(
+                f"{num_nets} networks at nets_per_gpu={cfg.nets_per_gpu} need {needed} GPU(s); "
+                f"{gpus:g} available (raise resources.nets_per_gpu to share a GPU)"
+            )
+        per_cpu = cfg.cpus_per_actor or max(0.25, min(4.0, (cpus - 1) / (num_nets + 1)))
+        return ActorResources(1.0 / cfg.nets_per_gpu, per_cpu, max(1, int(per_cpu)))
+    per_cpu = cfg.cpus_per_actor or cpus / (num_nets + 2)
+    return ActorResources(0.0, per_cpu, max(1, int(per_cpu)))
+
+
+def create_placement_group(res: ActorResources, num_nets: int, timeout_s: float = 120.0) -> PlacementGroup:
+    """Reserve bundles for the networks and the pseudo labeler (PACK); clear error if it cannot fit."""
+    bundles = [
+        {"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {})} for _ in range(num_nets)
+    ]
+    bundles.append({"CPU": res.num_cpus})
+    pg = placement_group(bundles, strategy="PACK")
+    ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
+    if not ready:
+        ray.util.remove_placement_group(pg)
+        raise RuntimeError(
+            f"the Ray cluster cannot place {bundles} within {timeout_s:.0f} s "
+            f"(cluster: {ray.cluster_resources()}); lower resources.cpus_per_actor or add nodes"
+        )
+    log.info("placement group ready: %s", bundles)
+    return pg
+
+
+def in_bundle(pg: PlacementGroup, index: int) -> PlacementGroupSchedulingStrategy:
+    return PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=index)
