@@ -75,6 +75,7 @@ def method_overrides(args: argparse.Namespace, data: dict[str, Path], method: st
         f"train.seed={args.seed}",
         f"train.out_dir={out}",
         "train.log_every=50",
+        *args.set,
     ]
 
 
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pool-images", type=int, default=1600)
     parser.add_argument("--val-images", type=int, default=200)
     parser.add_argument("--methods", default="supervised,dual,sspcm")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="extra config override"
+    )
     parser.add_argument("--data-dir", default=str(REPO / "data" / "bench"))
     parser.add_argument("--out-dir", default=str(REPO / "runs" / "bench"))
     parser.add_argument("--no-pseudo-label-quality", dest="pseudo_label_quality", action="store_false")

@@ -86,6 +86,8 @@ class MethodConfig:
     name: Literal["supervised", "dual", "sspcm"] = "supervised"
     sup_weight: float = 0.5
     unsup_weight: float = 1.0
+    # Linear ramp of the consistency weight from 0 over the first N steps (0 = paper: none).
+    unsup_warmup_steps: int = 0
     # Previous-epoch teachers: frozen copies (exact) or last epoch's labels from the store.
     previous_teachers: Literal["snapshot", "cache"] = "snapshot"
     pcm_score_thr: float = 0.1

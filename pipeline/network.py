@@ -99,8 +99,16 @@ class Network:
         return out
 
     # ---- training --------------------------------------------------------------------
-    def train_step(self, labeled: dict, hard: dict | None = None, sup_weight: float | None = None) -> dict:
-        """One optimizer step on ``sup_weight * sup + unsup_weight * consistency``.
+    def train_step(
+        self,
+        labeled: dict,
+        hard: dict | None = None,
+        sup_weight: float | None = None,
+        unsup_scale: float = 1.0,
+    ) -> dict:
+        """One optimizer step on ``sup_weight * sup + unsup_scale * unsup_weight * consistency``.
+
+        ``unsup_scale`` is the warm-up ramp of the consistency term (1 = the paper's weight).
 
         The labeled and hard images go through the network in one forward pass (BN statistics
         over both). ``sup_weight`` defaults to the spec's (0.5, paper) when ``hard`` is given
@@ -128,7 +136,7 @@ class Network:
                 _to_tensor(hard["targets"], self.device),
                 _to_tensor(hard["target_weights"], self.device),
             )
-            loss = loss + self.spec.unsup_weight * unsup
+            loss = loss + unsup_scale * self.spec.unsup_weight * unsup
             metrics["unsup_loss"] = float(unsup.detach())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

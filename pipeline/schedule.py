@@ -67,14 +67,24 @@ def supervised_step(ex: Executor, nets: Mapping[str, Any], labeled: dict, **_: A
 
 
 def dual_step(
-    ex: Executor, nets: Mapping[str, Any], pseudo: Any, labeled: dict, unlabeled: dict, step: int, **_: Any
+    ex: Executor,
+    nets: Mapping[str, Any],
+    pseudo: Any,
+    labeled: dict,
+    unlabeled: dict,
+    step: int,
+    unsup_scale: float = 1.0,
+    **_: Any,
 ) -> dict[str, float]:
     """Dual Network baseline: A and B teach each other (Joint Cutout + hard affine)."""
     labeled, unlabeled = ex.put(labeled), ex.put(unlabeled)
     a, b = nets["teacher_a"], nets["teacher_b"]
     hm_a, hm_b = ex.submit(a, "predict", unlabeled), ex.submit(b, "predict", unlabeled)
     hard_a, hard_b, stats = ex.submit(pseudo, "dual_targets", hm_a, hm_b, unlabeled, step, num_returns=3)
-    steps = [ex.submit(a, "train_step", labeled, hard_a), ex.submit(b, "train_step", labeled, hard_b)]
+    steps = [
+        ex.submit(a, "train_step", labeled, hard_a, None, unsup_scale),
+        ex.submit(b, "train_step", labeled, hard_b, None, unsup_scale),
+    ]
     m_a, m_b, stats = ex.gather(steps + [stats])
     return {**_merge({"teacher_a": m_a, "teacher_b": m_b}), **_merge({"pseudo": stats})}
 
@@ -87,6 +97,7 @@ def sspcm_step(
     unlabeled: dict,
     step: int,
     previous: str = "snapshot",
+    unsup_scale: float = 1.0,
     **_: Any,
 ) -> dict[str, float]:
     """One SSPCM step: teach, correct (PCM), hard views (SSCO), learn — A, B and C at once."""
@@ -105,9 +116,9 @@ def sspcm_step(
     )
     # 4. Learn: three optimizer steps at once.
     steps = [
-        ex.submit(a, "train_step", labeled, hard_a),
-        ex.submit(b, "train_step", labeled, hard_b),
-        ex.submit(c, "train_step", labeled, hard_c),
+        ex.submit(a, "train_step", labeled, hard_a, None, unsup_scale),
+        ex.submit(b, "train_step", labeled, hard_b, None, unsup_scale),
+        ex.submit(c, "train_step", labeled, hard_c, None, unsup_scale),
     ]
     m_a, m_b, m_c, stats = ex.gather(steps + [stats])
     return {**_merge({"teacher_a": m_a, "teacher_b": m_b, "student": m_c}), **_merge({"pcm": stats})}

@@ -207,6 +207,11 @@ class Trainer:
         self.global_step = 0
         self.recoveries = 0
 
+    def unsup_scale(self, step: int) -> float:
+        """Warm-up ramp of the consistency term: linear from 0 to 1 over ``method.unsup_warmup_steps``."""
+        warmup = self.cfg.method.unsup_warmup_steps
+        return 1.0 if warmup <= 0 else min(1.0, step / warmup)
+
     # ---- state ---------------------------------------------------------------------
     def resume(self) -> bool:
         """Restore networks and schedule position from the latest checkpoint; False if none."""
@@ -336,6 +341,7 @@ class Trainer:
                 unlabeled=unlabeled,
                 step=self.global_step,
                 previous=cfg.method.previous_teachers,
+                unsup_scale=self.unsup_scale(self.global_step),
             )
             self.global_step += 1
             self.step_in_epoch = i + 1

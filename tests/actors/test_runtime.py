@@ -86,7 +86,7 @@ def test_a_killed_network_actor_is_restored_and_the_run_finishes(ray_session, sy
 
     def batches_that_kill(kind, dataset, order):
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=order)
-        for i, batch in enumerate(loader):
+        for batch in loader:
             if kind == "labeled" and trainer.global_step == 3 and not killed:
                 pid = ray.get(trainer.nets["student"].pid.remote())
                 os.kill(pid, signal.SIGKILL)
