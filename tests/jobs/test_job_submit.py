@@ -1,0 +1,84 @@
+"""`ray job submit` against a real head node started with `ray start --head` (CPU, tiny run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import tiny_overrides
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    """A head node of its own (own ports and temp dir); only its processes are stopped after."""
+    if shutil.which("ray", path=str(BIN)) is None:
+        pytest.fail("the `ray` CLI is missing from the environment (ray[default] must be installed)")
+    temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")
+    port, dash = free_port(), free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    cmd = [
+        str(BIN / "ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
+        "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
+        "--object-store-memory=200000000", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+    ]  # fmt: skip
+    subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=120)
+    try:
+        yield {"address": f"http://127.0.0.1:{dash}", "env": env}
+    finally:
+        out = subprocess.run(["pgrep", "-f", temp_dir], capture_output=True, text=True).stdout.split()
+        for pid in out:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_job_submit_trains_with_actors(ray_head, synthetic_data, tmp_path):
+    out = tmp_path / "job_run"
+    overrides = [f"--{o}" for o in tiny_overrides(synthetic_data, out, "sspcm")]
+    runtime_env = {
+        "excludes": [".venv", "data", "runs", ".git", "__pycache__"],
+        "env_vars": {"RAY_AUTH_MODE": "disabled"},
+    }
+    cmd = [
+        str(BIN / "ray"), "job", "submit", "--address", ray_head["address"], "--working-dir", str(REPO),
+        "--runtime-env-json", json.dumps(runtime_env), "--",
+        "python", "-m", "jobs.train", "--log-level=WARNING", *overrides, "--resources.runtime=ray",
+    ]  # fmt: skip
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, env=ray_head["env"], capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "succeeded" in log.lower(), log[-4000:]
+    # the job wrote checkpoints for the three networks, metrics and the evaluation
+    ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert ckpts[-1] == "step_00000004"
+    assert {p.name for p in (out / "checkpoints" / ckpts[-1]).glob("*.pt")} == {
+        "teacher_a.pt",
+        "teacher_b.pt",
+        "student.pt",
+    }
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sum("student/loss" in x for x in lines) == 4
+    assert "eval/student/AP" in json.loads((out / "eval.json").read_text())
+    assert time.monotonic() - t0 < 600
