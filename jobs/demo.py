@@ -15,11 +15,10 @@ import logging
 import time
 from pathlib import Path
 
-from pipeline.synthetic import generate_dataset
-
 from jobs.cli import setup_logging, split_overrides
 from pipeline.config import load_config
 from pipeline.schedule import LocalExecutor
+from pipeline.synthetic import generate_dataset
 from pipeline.trainer import Trainer, build_local, load_run_data
 
 log = logging.getLogger("jobs.demo")

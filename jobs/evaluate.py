@@ -15,11 +15,11 @@ import json
 import logging
 
 import torch
-from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results, write_results
 
 from jobs.cli import setup_logging
 from pipeline.checkpoints import load_network_file, resolve_network_checkpoint
 from pipeline.datasets import check_image_files, load_coco_persons
+from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results, write_results
 from pipeline.heatmaps import HeatmapCodec
 from pipeline.inference import model_predict_fn, predict_keypoints
 from pipeline.models import build_model
