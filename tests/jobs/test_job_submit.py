@@ -34,11 +34,20 @@ def ray_head():
         pytest.fail("the `ray` CLI is missing from the environment (ray[default] must be installed)")
     temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")
     port, dash = free_port(), free_port()
+    # its own agent ports too: a Ray instance already running on this machine (the test
+    # session's) holds the default dashboard-agent port, and the head's job agent would not start
+    agent_ports = [
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
+    ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}"}
     cmd = [
         str(BIN / "ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dash}",
         "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
-        "--object-store-memory=200000000", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        "--object-store-memory=200000000", f"--temp-dir={temp_dir}", "--disable-usage-stats", *agent_ports,
     ]  # fmt: skip
     subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=120)
     try:
@@ -66,8 +75,14 @@ def test_ray_job_submit_trains_with_actors(ray_head, synthetic_data, tmp_path):
         "python", "-m", "jobs.train", "--log-level=WARNING", *overrides, "--resources.runtime=ray",
     ]  # fmt: skip
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, env=ray_head["env"], capture_output=True, text=True, timeout=600)
-    log = proc.stdout + proc.stderr
+    # the head's job agent comes up a few seconds after `ray start` returns; until then the
+    # submission is refused before any job is created, so retrying cannot run the job twice
+    while True:
+        proc = subprocess.run(cmd, env=ray_head["env"], capture_output=True, text=True, timeout=600)
+        log = proc.stdout + proc.stderr
+        if "No available agent" not in log or time.monotonic() - t0 > 120:
+            break
+        time.sleep(2)
     assert proc.returncode == 0, log[-4000:]
     assert "succeeded" in log.lower(), log[-4000:]
     # the job wrote checkpoints for the three networks, metrics and the evaluation
