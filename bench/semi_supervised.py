@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_data(
-    root: Path, seed: int, labeled_images: int, pool_images: int, val_images: int
+    root: Path, seed: int, labeled_images: int, pool_images: int, val_images: int, difficulty: float = 1.0
 ) -> dict[str, Path]:
     """Generate (or reuse) the three synthetic sets of one benchmark seed; image ids are disjoint."""
     sets = {"labeled": (labeled_images, 1), "pool": (pool_images, 100_000), "val": (val_images, 1_000_000)}
@@ -52,7 +52,9 @@ def make_data(
         if ann.is_file() and len(json.loads(ann.read_text())["images"]) == n:
             continue
         log.info("generating %s: %d images (seed %d)", name, n, seed)
-        generate_dataset(root / name, seed=seed * 7919 + 11, num_images=n, start_id=start, workers=2)
+        generate_dataset(
+            root / name, seed=seed * 7919 + 11, num_images=n, start_id=start, workers=2, difficulty=difficulty
+        )
     return {name: root / name for name in sets}
 
 
@@ -165,6 +167,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--val-images", type=int, default=200)
     parser.add_argument("--methods", default="supervised,dual,sspcm")
     parser.add_argument(
+        "--difficulty", type=float, default=0.5, help="synthetic difficulty in [0, 1] (1 = the demo set)"
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="extra config override"
     )
     parser.add_argument("--data-dir", default=str(REPO / "data" / "bench"))
@@ -180,11 +185,12 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging(args.log_level)
     torch.set_num_threads(2)
     data_dirs = make_data(
-        Path(args.data_dir) / f"seed{args.seed}",
+        Path(args.data_dir) / f"seed{args.seed}_d{args.difficulty:g}",
         args.seed,
         args.labeled_images,
         args.pool_images,
         args.val_images,
+        args.difficulty,
     )
     table: dict[str, dict] = {}
     for method in args.methods.split(","):

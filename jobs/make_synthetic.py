@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-people", type=int, default=3, help="1..max people per image")
     parser.add_argument("--workers", type=int, default=1, help="processes")
+    parser.add_argument(
+        "--difficulty",
+        type=float,
+        default=1.0,
+        help="0..1: clutter, occluders, truncation, rotation and noise (1 = the default set)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging(args.log_level)
     if args.images < 0 or args.start_id < 0 or not 1 <= args.max_people < 100:
         raise SystemExit("--images and --start-id must be >= 0 and --max-people in 1..99")
+    if not 0.0 <= args.difficulty <= 1.0:
+        raise SystemExit(f"--difficulty must be in [0, 1], got {args.difficulty}")
     t0 = time.perf_counter()
     coco = generate_dataset(
         args.out,
@@ -63,6 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         image_size=args.image_size,
         max_people=args.max_people,
         workers=args.workers,
+        difficulty=args.difficulty,
     )
     dt = time.perf_counter() - t0
     log.info(

@@ -90,6 +90,9 @@ class MethodConfig:
     unsup_warmup_steps: int = 0
     # Previous-epoch teachers: frozen copies (exact) or last epoch's labels from the store.
     previous_teachers: Literal["snapshot", "cache"] = "snapshot"
+    # SSPCM writes every step's pseudo labels to RUN/pseudo_labels (needed by ``cache``).
+    store_pseudo_labels: bool = True
+    store_heatmaps: bool = True
     pcm_score_thr: float = 0.1
     pcm_pi_thr: float | None = None
     ssco_num_pairs: int = 2
@@ -124,6 +127,9 @@ class TrainConfig:
     checkpoint_every_epochs: int = 1
     # Also checkpoint every N optimizer steps inside an epoch (0 = only at epoch ends).
     checkpoint_every_steps: int = 0
+    # Where checkpoints go: None = <out_dir>/checkpoints; or a local path or a pyarrow filesystem
+    # URI (file:///abs/dir, s3://bucket/prefix, gs://...) so a cluster's checkpoints outlive its nodes.
+    checkpoint_uri: str | None = None
     eval_every_epochs: int = 0  # 0 = only at the end
     # torch.use_deterministic_algorithms in every network (bitwise-repeatable CPU runs).
     deterministic: bool = False

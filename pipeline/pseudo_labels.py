@@ -3,6 +3,13 @@
 ``PseudoLabeler`` turns the teachers' easy-view heatmaps into, for each network role, a hard
 view (cut-occlude or Joint Cutout, then the hard affine) with its consistency target mapped
 into that view through the view matrices. It is what the pseudo-label actor hosts.
+
+With a store directory configured, every SSPCM step also appends its pseudo labels to the
+Parquet pseudo-label store (:mod:`pipeline.pseudo_label_store`): each teacher's keypoints and
+PCM's corrected keypoints in image coordinates, per-joint PI and weights, and the corrected
+heatmaps. In ``cache`` mode, the previous-epoch teachers are not run: their keypoints are read
+from last epoch's partition and rendered as Gaussians in the current easy view
+(:meth:`PseudoLabeler.previous_from_store`).
 """
 
 from __future__ import annotations
@@ -13,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.heatmaps import get_max_preds
+from pipeline.heatmaps import HeatmapCodec, get_max_preds, heatmap_to_image
 from pipeline.pcm import PCMConfig, PCMOutput, correct_pseudo_labels, pcm_statistics
 from pipeline.ssco import SSCOConfig, cut_occlude, joint_cutout
-from pipeline.views import compose_affine, warp_batch, warp_heatmaps
+from pipeline.views import compose_affine, transform_points, warp_batch, warp_heatmaps
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,10 @@ class PseudoLabelConfig:
     pcm: PCMConfig = PCMConfig()
     ssco: SSCOConfig = SSCOConfig()
     seed: int = 0
+    sigma: float = 2.0  # Gaussian sigma (heatmap px) of labels rendered from cached keypoints
+    decode_method: str = "argmax"  # how stored keypoints are read off heatmaps
+    store_dir: str | None = None  # the pseudo-label store; None writes nothing
+    store_heatmaps: bool = True  # also store PCM's corrected heatmaps (compactly encoded)
 
 
 def peak_keypoints_in(
@@ -53,6 +64,94 @@ class PseudoLabeler:
 
     def __init__(self, cfg: PseudoLabelConfig):
         self.cfg = cfg
+        self.codec = HeatmapCodec(
+            tuple(cfg.input_size), tuple(cfg.heatmap_size), float(cfg.sigma), cfg.decode_method
+        )
+        self._store = None
+
+    @property
+    def store(self):
+        """The pseudo-label store (opened on first use), or None when none is configured."""
+        if self._store is None and self.cfg.store_dir is not None:
+            from pipeline.pseudo_label_store import PseudoLabelStore
+
+            hm = tuple(self.cfg.heatmap_size) if self.cfg.store_heatmaps else None
+            self._store = PseudoLabelStore(
+                self.cfg.store_dir, num_joints=len(self.cfg.flip_indices), heatmap_size=hm
+            )
+        return self._store
+
+    # ---- image-space keypoints <-> easy-view heatmaps ---------------------------------
+    def keypoints_in_image(self, heatmaps: torch.Tensor, unlabeled: dict) -> np.ndarray:
+        """(N,K,h,w) easy-view heatmaps -> (N,K,3) float32 (x, y, peak) in image space, joints in
+        skeleton order (flipped views' channels swapped back)."""
+        kpts_hm, scores = self.codec.decode(np.asarray(torch.as_tensor(heatmaps).float().cpu()))
+        xy = heatmap_to_image(
+            np.asarray(kpts_hm),
+            np.asarray(torch.as_tensor(unlabeled["matrix"]).double()),
+            self.cfg.input_size,
+            self.cfg.heatmap_size,
+            flipped=np.asarray(torch.as_tensor(unlabeled["flipped"]).bool()),
+            flip_indices=self.cfg.flip_indices,
+        )
+        return np.concatenate([xy, np.asarray(scores, dtype=np.float32)[..., None]], axis=-1)
+
+    def render_in_view(self, kpts_img: np.ndarray, unlabeled: dict) -> torch.Tensor:
+        """(N,K,3) image-space (x, y, confidence) -> (N,K,h,w) Gaussians in each easy view.
+
+        Each joint is moved into the view by the view matrix (flipped views take the partner's
+        channel), rendered with the codec's sigma and scaled by its confidence clipped to [0, 1].
+        Joints with a non-finite position render as zeros.
+        """
+        kpts_img = np.asarray(kpts_img, dtype=np.float64)
+        matrices = np.asarray(torch.as_tensor(unlabeled["matrix"]).double())
+        flipped = np.asarray(torch.as_tensor(unlabeled["flipped"]).bool())
+        flip = np.asarray(self.cfg.flip_indices)
+        kpts_in = np.stack([transform_points(k[:, :2], m) for k, m in zip(kpts_img, matrices)])
+        conf = np.clip(np.nan_to_num(kpts_img[..., 2], nan=0.0), 0.0, 1.0)
+        kpts_in[flipped] = kpts_in[flipped][:, flip]
+        conf[flipped] = conf[flipped][:, flip]
+        finite = np.isfinite(kpts_in).all(-1)
+        heatmaps, _ = self.codec.encode_batch(np.nan_to_num(kpts_in, nan=-1e4), finite)
+        return torch.as_tensor(np.asarray(heatmaps) * conf[..., None, None], dtype=torch.float32)
+
+    def previous_from_store(self, unlabeled: dict, epoch: int) -> tuple[torch.Tensor | None, ...]:
+        """``cache`` mode: A_{t-1} and B_{t-1} from last epoch's stored keypoints, rendered in the
+        current easy view, (N,K,h,w) each; (None, None) in the first epoch or when the previous
+        epoch has no partition. Persons absent from last epoch are all-NaN maps, which
+        :meth:`sspcm_targets` replaces by the current teachers (first-epoch rule per person)."""
+        if epoch <= 0 or self.store is None or (epoch - 1) not in self.store.epochs():
+            return None, None
+        found = self.store.read_keypoints(epoch - 1, np.asarray(torch.as_tensor(unlabeled["index"])))
+        out = []
+        for key in ("kpts_a", "kpts_b"):
+            hm = self.render_in_view(found[key], unlabeled)
+            hm[torch.from_numpy(~np.asarray(found["found"], dtype=bool))] = float("nan")
+            out.append(hm)
+        return out[0], out[1]
+
+    def _write_store(
+        self, unlabeled: dict, epoch: int, step: int, hm_a, hm_b, pcm: PCMOutput
+    ) -> None:
+        from pipeline.pseudo_label_store import PseudoLabelRows
+
+        n = len(unlabeled["images"])
+        files = unlabeled.get("image_file")
+        rows = PseudoLabelRows(
+            image_id=np.asarray(torch.as_tensor(unlabeled["image_id"]), dtype=np.int64),
+            person_index=np.asarray(torch.as_tensor(unlabeled["index"]), dtype=np.int64),
+            image_file=[str(f) for f in files] if files is not None else [""] * n,
+            bbox=np.asarray(torch.as_tensor(unlabeled["bbox"]), dtype=np.float32),
+            kpts_a=self.keypoints_in_image(hm_a, unlabeled),
+            kpts_b=self.keypoints_in_image(hm_b, unlabeled),
+            pi=_in_skeleton_order(pcm.pi, unlabeled, self.cfg.flip_indices),
+            kpts_corrected=self.keypoints_in_image(pcm.heatmaps, unlabeled),
+            weights=_in_skeleton_order(pcm.weights, unlabeled, self.cfg.flip_indices),
+            heatmaps=np.asarray(pcm.heatmaps.float().cpu()) if self.cfg.store_heatmaps else None,
+            matrix=np.asarray(torch.as_tensor(unlabeled["matrix"]).double()),
+            flipped=np.asarray(torch.as_tensor(unlabeled["flipped"]).bool()),
+        )
+        self.store.write_batch(epoch, step, rows)
 
     def _generator(self, step: int, role: str) -> torch.Generator:
         g = torch.Generator()
@@ -109,16 +208,24 @@ class PseudoLabeler:
         hm_b_prev: torch.Tensor | None,
         unlabeled: dict,
         step: int,
+        epoch: int = 0,
     ) -> tuple[dict, dict, dict, dict]:
         """Stages 2-3 of SSPCM: PCM, then SSCO + hard affine per role.
 
         A learns from B_t on a view cut-occluded with B's keypoints, B from A_t with A's
-        keypoints, C from the PCM label with PCM's keypoints.
+        keypoints, C from the PCM label with PCM's keypoints. Previous-epoch maps that are NaN
+        (a person with no cached label) fall back to the current teachers. With a store, the
+        batch's pseudo labels are written to partition ``epoch`` under key ``step``.
 
         Returns:
             (hard_a, hard_b, hard_c, stats) — hard batches as in :meth:`hard_view`.
         """
+        if hm_a_prev is not None and hm_b_prev is not None:
+            hm_a_prev = torch.where(torch.isnan(hm_a_prev), hm_a, hm_a_prev)
+            hm_b_prev = torch.where(torch.isnan(hm_b_prev), hm_b, hm_b_prev)
         pcm: PCMOutput = correct_pseudo_labels(hm_a, hm_b, hm_a_prev, hm_b_prev, self.cfg.pcm)
+        if self.store is not None:
+            self._write_store(unlabeled, epoch, step, hm_a, hm_b, pcm)
         score_mask = ((hm_a.amax(dim=(2, 3)) + hm_b.amax(dim=(2, 3))) / 2 > self.cfg.pcm.score_thr).float()
         images = torch.as_tensor(unlabeled["images"])
         isz, hsz = self.cfg.input_size, self.cfg.heatmap_size
@@ -150,3 +257,11 @@ class PseudoLabeler:
             out.append(self.hard_view(unlabeled, occluded, target, score_mask, role))
         stats = {"kept_fraction": float(score_mask.mean())}
         return out[0], out[1], stats
+
+
+def _in_skeleton_order(values: torch.Tensor, unlabeled: dict, flip_indices) -> np.ndarray:
+    """(N,K) per-channel values of easy views -> skeleton joint order (flipped views swapped back)."""
+    out = np.asarray(values.float().cpu(), dtype=np.float32).copy()
+    flipped = np.asarray(torch.as_tensor(unlabeled["flipped"]).bool())
+    out[flipped] = out[flipped][:, np.asarray(flip_indices)]
+    return out

@@ -96,6 +96,7 @@ def sspcm_step(
     labeled: dict,
     unlabeled: dict,
     step: int,
+    epoch: int = 0,
     previous: str = "snapshot",
     unsup_scale: float = 1.0,
     **_: Any,
@@ -109,10 +110,10 @@ def sspcm_step(
         prev_a = ex.submit(a, "predict_previous", unlabeled)
         prev_b = ex.submit(b, "predict_previous", unlabeled)
     else:  # ``cache`` mode reads last epoch's labels from the pseudo-label store
-        prev_a, prev_b = ex.submit(pseudo, "previous_from_store", unlabeled, num_returns=2)
+        prev_a, prev_b = ex.submit(pseudo, "previous_from_store", unlabeled, epoch, num_returns=2)
     # 2 + 3. Correct and build the three hard views.
     hard_a, hard_b, hard_c, stats = ex.submit(
-        pseudo, "sspcm_targets", hm_a, hm_b, prev_a, prev_b, unlabeled, step, num_returns=4
+        pseudo, "sspcm_targets", hm_a, hm_b, prev_a, prev_b, unlabeled, step, epoch, num_returns=4
     )
     # 4. Learn: three optimizer steps at once.
     steps = [

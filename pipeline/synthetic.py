@@ -523,12 +523,15 @@ def _sample_pose(rng: np.random.Generator, s: float) -> dict:
     return pose
 
 
-def sample_figure(rng: np.random.Generator, image_size: tuple[int, int]) -> Figure:
+def sample_figure(rng: np.random.Generator, image_size: tuple[int, int], difficulty: float = 1.0) -> Figure:
     """A random person placed in an image of ``image_size`` = (W, H).
 
-    Height is 25-95 % of the image height; about 30 % of figures are pushed over a border
-    (truncated); in-plane rotation is mostly small, 8 % of figures are lying or upside down.
+    At ``difficulty`` 1: height is 25-95 % of the image height; about 30 % of figures are pushed
+    over a border (truncated); in-plane rotation is mostly small, 8 % of figures are lying or
+    upside down. Lower difficulty scales those probabilities, the rotation spread and the
+    smallest height down (0: upright, untruncated, at least 60 % of the image height).
     """
+    d = float(np.clip(difficulty, 0.0, 1.0))
     width, height = image_size
     facing = bool(rng.random() < 0.65)
     pose = _sample_pose(rng, 1.0 if facing else -1.0)
@@ -538,11 +541,13 @@ def sample_figure(rng: np.random.Generator, image_size: tuple[int, int]) -> Figu
     lengths = base * scale
     lengths[:4] *= fore
     rotation = (
-        float(rng.normal(0, np.radians(12))) if rng.random() > 0.08 else float(rng.uniform(-np.pi, np.pi))
+        float(rng.normal(0, np.radians(12)) * d)
+        if rng.random() > 0.08 * d
+        else float(rng.uniform(-np.pi, np.pi))
     )
     fig = Figure(
         root_img=(0.0, 0.0),
-        height_px=float(rng.uniform(0.25, 0.95) * height),
+        height_px=float(rng.uniform(0.25 + 0.35 * (1 - d), 0.95) * height),
         rotation=rotation,
         facing_camera=facing,
         squeeze=float(pose["squeeze"]),
@@ -567,7 +572,7 @@ def sample_figure(rng: np.random.Generator, image_size: tuple[int, int]) -> Figu
             target[d] = rng.uniform(ext[d] / 2, size - ext[d] / 2)
         else:
             target[d] = rng.uniform(size - ext[d] / 2, ext[d] / 2)
-    if rng.random() < 0.3:  # push over a random border
+    if rng.random() < 0.3 * d:  # push over a random border
         d = int(rng.integers(2))
         size = (width, height)[d]
         over = rng.uniform(0.15, 0.55) * ext[d]
@@ -672,8 +677,12 @@ def _limb_like_colour(rng: np.random.Generator) -> tuple[float, float, float]:
     return tuple(float(v) for v in np.clip(c, 0, 255))
 
 
-def _background(rng: np.random.Generator, image_size: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) float32 RGB clutter: gradient, smooth noise, shapes, stripes, limb-like sticks."""
+def _background(rng: np.random.Generator, image_size: tuple[int, int], difficulty: float = 1.0) -> np.ndarray:
+    """(H, W, 3) float32 RGB clutter: gradient, smooth noise, shapes, stripes, limb-like sticks.
+
+    ``difficulty`` in [0, 1] scales the noise amplitude and the number of shapes and sticks.
+    """
+    d = float(np.clip(difficulty, 0.0, 1.0))
     width, height = image_size
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     a = rng.uniform(0, 2 * np.pi)
@@ -682,7 +691,7 @@ def _background(rng: np.random.Generator, image_size: tuple[int, int]) -> np.nda
     img = c0 + (t - t.min())[..., None] * (c1 - c0)
     cells = int(rng.integers(3, 24))
     noise = rng.normal(0, 1, (cells, max(cells * width // height, 2), 3)).astype(np.float32)
-    img += cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC) * rng.uniform(5, 45)
+    img += cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC) * rng.uniform(5, 45) * d
     img = np.ascontiguousarray(img, dtype=np.float32)
     if rng.random() < 0.4:  # stripes / tiles
         period = rng.uniform(6, 40)
@@ -690,7 +699,7 @@ def _background(rng: np.random.Generator, image_size: tuple[int, int]) -> np.nda
         img += (np.sin((np.cos(b) * xx + np.sin(b) * yy) * 2 * np.pi / period) * rng.uniform(10, 50))[
             ..., None
         ]
-    for _ in range(int(rng.integers(4, 18))):
+    for _ in range(int(round(int(rng.integers(4, 18)) * d))):
         colour = tuple(float(v) for v in rng.uniform(0, 255, 3))
         c = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         kind = rng.integers(4)
@@ -706,7 +715,7 @@ def _background(rng: np.random.Generator, image_size: tuple[int, int]) -> np.nda
         else:
             end = (c[0] + int(rng.normal(0, width / 3)), c[1] + int(rng.normal(0, height / 3)))
             cv2.line(img, c, end, colour, int(rng.integers(1, 5)))
-    for _ in range(int(rng.integers(1, 7))):  # limb-like distractors: jointed sticks
+    for _ in range(int(round(int(rng.integers(1, 7)) * d))):  # limb-like distractors: jointed sticks
         p = rng.uniform((0, 0), (width, height))
         colour = _limb_like_colour(rng)
         thick = int(max(2, rng.uniform(0.02, 0.06) * height))
@@ -734,8 +743,10 @@ def _compose(canvas: _Canvas, background: np.ndarray, rng: np.random.Generator) 
     return img
 
 
-def _photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Lighting gradient, colour cast, contrast, blur, sensor noise, JPEG artefacts -> uint8."""
+def _photometric(img: np.ndarray, rng: np.random.Generator, difficulty: float = 1.0) -> np.ndarray:
+    """Lighting gradient, colour cast, contrast, blur, sensor noise, JPEG artefacts -> uint8
+    (noise and blur scaled by ``difficulty``)."""
+    d = float(np.clip(difficulty, 0.0, 1.0))
     height, width = img.shape[:2]
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     a = rng.uniform(0, 2 * np.pi)
@@ -743,9 +754,9 @@ def _photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     gain = 1.0 + rng.uniform(-0.35, 0.35) * (t - t.mean())
     img = img * gain[..., None] * rng.uniform(0.85, 1.15, 3).astype(np.float32)
     img = (img - 128.0) * rng.uniform(0.7, 1.2) + 128.0 + rng.uniform(-30, 30)
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 * d:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.3))
-    img += rng.normal(0, rng.uniform(0, 9), img.shape).astype(np.float32)
+    img += rng.normal(0, rng.uniform(0, 9) * d, img.shape).astype(np.float32)
     out = np.clip(img, 0, 255).astype(np.uint8)
     if rng.random() < 0.35:
         q = int(rng.integers(25, 75))
@@ -782,6 +793,7 @@ def render_scene(
     items: list[Figure | Occluder],
     background: np.ndarray | None = None,
     photometric: bool = True,
+    difficulty: float = 1.0,
 ) -> tuple[np.ndarray, list[SyntheticPerson]]:
     """Draw ``items`` back to front (later items cover earlier ones) and label every figure.
 
@@ -791,13 +803,17 @@ def render_scene(
         items: figures and occluders in depth order.
         background: (H, W, 3) float32 RGB; a random cluttered one when None.
         photometric: apply lighting, blur, noise and JPEG artefacts.
+        difficulty: in [0, 1], scales the background clutter and the photometric noise.
 
     Returns:
         image uint8 RGB (H, W, 3) and one ``SyntheticPerson`` per Figure, in item order
         (unfiltered: see ``SyntheticPerson.annotatable``).
     """
     width, height = image_size
-    bg = _background(rng, image_size) if background is None else background.astype(np.float32, copy=True)
+    if background is None:
+        bg = _background(rng, image_size, difficulty)
+    else:
+        bg = background.astype(np.float32, copy=True)
     canvas = _Canvas(height, width)
     joints = []
     for item in items:
@@ -806,20 +822,22 @@ def render_scene(
         else:
             _draw_occluder(canvas, item, rng)
     img = _compose(canvas, bg, rng)
-    img = _photometric(img, rng) if photometric else np.clip(img, 0, 255).astype(np.uint8)
+    img = _photometric(img, rng, difficulty) if photometric else np.clip(img, 0, 255).astype(np.uint8)
     return img, [_label(canvas, kp, p, image_size) for p, kp in enumerate(joints)]
 
 
 def sample_scene(
-    rng: np.random.Generator, image_size: tuple[int, int], max_people: int = 3
+    rng: np.random.Generator, image_size: tuple[int, int], max_people: int = 3, difficulty: float = 1.0
 ) -> list[Figure | Occluder]:
-    """1..``max_people`` random figures plus 0-3 occluders, in depth order (back to front)."""
+    """1..``max_people`` random figures plus 0-3 occluders (fewer at lower ``difficulty``), in
+    depth order (back to front)."""
     figures: list[Figure] = [
-        sample_figure(rng, image_size) for _ in range(int(rng.integers(1, max_people + 1)))
+        sample_figure(rng, image_size, difficulty) for _ in range(int(rng.integers(1, max_people + 1)))
     ]
     figures.sort(key=lambda f: f.height_px)  # bigger (nearer) people tend to be in front
     items: list[Figure | Occluder] = list(figures)
-    for _ in range(int(rng.choice([0, 1, 2, 3], p=[0.35, 0.35, 0.2, 0.1]))):
+    num_occluders = int(rng.choice([0, 1, 2, 3], p=[0.35, 0.35, 0.2, 0.1]))
+    for _ in range(int(round(num_occluders * float(np.clip(difficulty, 0.0, 1.0))))):
         near = None
         if rng.random() < 0.7:  # aim at a random joint of a random figure
             fig = figures[int(rng.integers(len(figures)))]
@@ -829,10 +847,18 @@ def sample_scene(
 
 
 def render_image(
-    rng: np.random.Generator, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE, max_people: int = 3
+    rng: np.random.Generator,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    max_people: int = 3,
+    difficulty: float = 1.0,
 ) -> tuple[np.ndarray, list[SyntheticPerson]]:
-    """One random image: uint8 RGB (H, W, 3) and its annotatable persons (image space)."""
-    img, persons = render_scene(rng, image_size, sample_scene(rng, image_size, max_people))
+    """One random image: uint8 RGB (H, W, 3) and its annotatable persons (image space).
+
+    ``difficulty`` in [0, 1] (1 = the default set) scales clutter, occluders, truncation,
+    rotation and sensor noise; see :func:`sample_figure`, :func:`_background`.
+    """
+    items = sample_scene(rng, image_size, max_people, difficulty)
+    img, persons = render_scene(rng, image_size, items, difficulty=difficulty)
     return img, [p for p in persons if p.annotatable]
 
 
@@ -874,16 +900,20 @@ def person_annotation(person: SyntheticPerson, image_id: int, index: int) -> dic
 
 
 def make_image(
-    seed: int, image_id: int, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE, max_people: int = 3
+    seed: int,
+    image_id: int,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    max_people: int = 3,
+    difficulty: float = 1.0,
 ) -> tuple[bytes, dict, list[dict]]:
     """Render image ``image_id`` of the set ``seed``: JPEG bytes, COCO image entry, annotations.
 
-    Depends only on (seed, image_id, image_size, max_people).
+    Depends only on (seed, image_id, image_size, max_people, difficulty).
     """
     if max_people >= 100:
         raise ValueError("max_people must be < 100 (annotation ids are image_id * 100 + k)")
     rng = np.random.default_rng([seed, image_id])
-    img, persons = render_image(rng, image_size, max_people)
+    img, persons = render_image(rng, image_size, max_people, difficulty)
     ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for image {image_id}")
@@ -892,9 +922,9 @@ def make_image(
     return buf.tobytes(), entry, [person_annotation(p, image_id, k) for k, p in enumerate(persons)]
 
 
-def _make_and_write(args: tuple[Path, int, int, tuple[int, int], int]) -> tuple[dict, list[dict]]:
-    images_dir, seed, image_id, image_size, max_people = args
-    data, entry, anns = make_image(seed, image_id, image_size, max_people)
+def _make_and_write(args: tuple[Path, int, int, tuple[int, int], int, float]) -> tuple[dict, list[dict]]:
+    images_dir, seed, image_id, image_size, max_people, difficulty = args
+    data, entry, anns = make_image(seed, image_id, image_size, max_people, difficulty)
     (images_dir / entry["file_name"]).write_bytes(data)
     return entry, anns
 
@@ -916,6 +946,7 @@ def generate_dataset(
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
     max_people: int = 3,
     workers: int = 1,
+    difficulty: float = 1.0,
 ) -> dict:
     """Write ``out_dir/images/<id:012d>.jpg`` and ``out_dir/annotations.json`` (COCO keypoints).
 
@@ -929,7 +960,9 @@ def generate_dataset(
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     size = (int(image_size[0]), int(image_size[1]))
-    jobs = [(images_dir, seed, start_id + i, size, max_people) for i in range(num_images)]
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    jobs = [(images_dir, seed, start_id + i, size, max_people, float(difficulty)) for i in range(num_images)]
     images, annotations = [], []
     step = max(num_images // 10, 1)
     if workers > 1:

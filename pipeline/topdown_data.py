@@ -7,6 +7,7 @@ so a sample is the same whichever process builds it and whenever (resume, Ray wo
 from __future__ import annotations
 
 import logging
+import os
 from typing import Protocol
 
 import numpy as np
@@ -111,7 +112,7 @@ class UnlabeledDataset(_TopDownBase):
 
     Item: ``images`` (3,H,W) easy view; ``matrix`` (2,3) image->easy input; ``flipped``;
     ``hard_affines`` (3,2,3) float64 easy input -> hard input, one per role; ``image_id``;
-    ``bbox`` (4,) xywh image space; ``index`` (position in the pool).
+    ``bbox`` (4,) xywh image space; ``image_file`` file name; ``index`` (position in the pool).
     """
 
     def __getitem__(self, index: int) -> dict:
@@ -131,6 +132,7 @@ class UnlabeledDataset(_TopDownBase):
             "hard_affines": torch.from_numpy(hard),
             "image_id": int(p.image_id),
             "bbox": torch.from_numpy(np.asarray(p.bbox_xywh, dtype=np.float64)),
+            "image_file": os.path.basename(str(p.image_path)),
             "index": index,
         }
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.checkpoints import latest_checkpoint, save_checkpoint
+from pipeline.checkpoints import checkpoint_store
 from pipeline.config import Config, ConfigError, save_config
 from pipeline.datasets import check_image_files, check_images_exist, load_coco_persons
 from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results, write_results
@@ -66,8 +66,16 @@ def network_specs(cfg: Config, num_joints: int) -> dict[str, NetworkSpec]:
     return specs
 
 
+def pseudo_label_store_dir(cfg: Config) -> Path | None:
+    """Where SSPCM writes its pseudo labels (``RUN/pseudo_labels``), or None."""
+    if cfg.method.name != "sspcm" or not cfg.method.store_pseudo_labels:
+        return None
+    return Path(cfg.train.out_dir) / "pseudo_labels"
+
+
 def pseudo_label_config(cfg: Config, skeleton: Skeleton) -> PseudoLabelConfig:
     m = cfg.method
+    store = pseudo_label_store_dir(cfg)
     return PseudoLabelConfig(
         input_size=cfg.codec.input_size,
         heatmap_size=cfg.codec.heatmap_size,
@@ -80,6 +88,10 @@ def pseudo_label_config(cfg: Config, skeleton: Skeleton) -> PseudoLabelConfig:
             num_joints_real=skeleton.num_joints,
         ),
         seed=cfg.train.seed,
+        sigma=cfg.codec.sigma,
+        decode_method=cfg.codec.decode,
+        store_dir=str(store) if store is not None else None,
+        store_heatmaps=m.store_heatmaps,
     )
 
 
@@ -188,8 +200,12 @@ class Trainer:
         executor: Executor,
         batches: Callable[[str, Any, list[list[int]]], Iterator[dict]] | None = None,
     ):
-        if cfg.method.previous_teachers == "cache":
-            raise ConfigError("method.previous_teachers='cache' needs the pseudo-label store; use 'snapshot'")
+        m = cfg.method
+        if m.name == "sspcm" and m.previous_teachers == "cache" and not m.store_pseudo_labels:
+            raise ConfigError(
+                "method.previous_teachers='cache' reads last epoch's labels from the pseudo-label "
+                "store: set method.store_pseudo_labels=true (or use 'snapshot')"
+            )
         self.cfg, self.data, self.nets, self.pseudo, self.ex = cfg, data, nets, pseudo, executor
         self.batches = batches or self._local_batches
         self.codec = make_codec(cfg)
@@ -215,16 +231,17 @@ class Trainer:
     # ---- state ---------------------------------------------------------------------
     def resume(self) -> bool:
         """Restore networks and schedule position from the latest checkpoint; False if none."""
-        ckpt = latest_checkpoint(self.run_dir)
+        ckpt = checkpoint_store(self.cfg).latest()
         if ckpt is None:
             return False
         self._restore(ckpt)
         return True
 
-    def _restore(self, ckpt: Path) -> None:
-        state = json.loads((ckpt / "trainer_state.json").read_text())
+    def _restore(self, ckpt: str) -> None:
+        store = checkpoint_store(self.cfg)
+        state = store.load_trainer_state(ckpt)
         loads = [
-            self.ex.submit(h, "load_state_dict", torch.load(ckpt / f"{r}.pt", weights_only=False))
+            self.ex.submit(h, "load_state_dict", store.load_network_state(ckpt, r))
             for r, h in self.nets.items()
         ]
         self.ex.gather(loads)
@@ -232,7 +249,8 @@ class Trainer:
         self.step_in_epoch = state.get("step_in_epoch", 0)
         log.info("restored %s (epoch %d, step %d)", ckpt, self.epoch, self.global_step)
 
-    def save(self) -> Path:
+    def save(self) -> str:
+        """Checkpoint every network and the schedule position; returns the checkpoint's location."""
         roles = list(self.nets)
         states = self.ex.gather([self.ex.submit(self.nets[r], "state_dict") for r in roles])
         meta = {"codec": self.cfg.codec.__dict__, "skeleton": self.data.skeleton.name}
@@ -244,7 +262,7 @@ class Trainer:
             "method": self.cfg.method.name,
             "seed": self.cfg.train.seed,
         }
-        return save_checkpoint(self.run_dir, self.global_step, states, trainer_state, self.cfg)
+        return checkpoint_store(self.cfg).save(self.global_step, states, trainer_state, self.cfg)
 
     # ---- loop ----------------------------------------------------------------------
     def _local_batches(self, kind: str, dataset, order: list[list[int]]) -> Iterator[dict]:
@@ -264,7 +282,7 @@ class Trainer:
             if self.data.unlabeled
             else None
         )
-        if latest_checkpoint(self.run_dir) is None:
+        if checkpoint_store(cfg).latest() is None:
             self.save()  # the initial state: a network that dies in epoch 0 is restored from here
         bar = tqdm(
             total=o.epochs * self.steps_per_epoch,
@@ -294,7 +312,7 @@ class Trainer:
         self.recoveries += 1
         if self.recoveries > self.cfg.resources.max_actor_restarts:
             raise RuntimeError(f"giving up after {self.recoveries - 1} recoveries") from error
-        ckpt = latest_checkpoint(self.run_dir)
+        ckpt = checkpoint_store(self.cfg).latest()
         log.warning(
             "a network actor failed (%s); restoring every network from %s", type(error).__name__, ckpt
         )
@@ -340,6 +358,7 @@ class Trainer:
                 labeled=labeled,
                 unlabeled=unlabeled,
                 step=self.global_step,
+                epoch=self.epoch,
                 previous=cfg.method.previous_teachers,
                 unsup_scale=self.unsup_scale(self.global_step),
             )

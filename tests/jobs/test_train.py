@@ -32,6 +32,7 @@ def test_supervised_run_writes_everything(synthetic_data, tmp_path):
         "student.pt",
         "trainer_state.json",
         "config.yaml",
+        "_COMPLETE",
     }
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [x["step"] for x in lines if "student/loss" in x]

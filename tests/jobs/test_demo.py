@@ -1,0 +1,35 @@
+"""`python -m jobs.demo` end to end on a few images: untrained, supervised and SSPCM-over-Ray APs."""
+
+from __future__ import annotations
+
+import json
+
+from jobs.demo import main as demo_main
+
+
+def test_demo_runs_sspcm_over_ray_next_to_supervised(tmp_path, ray_session, capsys):
+    root = tmp_path / "synthetic"
+    overrides = [
+        f"--data.labeled_ann={root / 'train' / 'annotations.json'}",
+        f"--data.labeled_images={root / 'train' / 'images'}",
+        f"--data.val_ann={root / 'val' / 'annotations.json'}",
+        f"--data.val_images={root / 'val' / 'images'}",
+        "--data.num_labeled=6",
+        "--codec.input_size=[64,64]",
+        "--codec.heatmap_size=[16,16]",
+        "--optim.batch_size=4",
+        "--optim.unlabeled_batch_size=4",
+        "--optim.epochs=2",
+        "--optim.lr_steps=[1]",
+        f"--train.out_dir={tmp_path / 'run'}",
+    ]
+    summary = demo_main(["--train-images", "8", "--val-images", "3", "--log-level=WARNING", *overrides])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
+    for key in ("untrained_AP", "supervised_AP", "sspcm_student_AP", "sspcm_ensemble_AP"):
+        assert 0.0 <= summary[key] <= 1.0
+    # the SSPCM run went through the Ray driver and wrote its checkpoints and pseudo labels
+    run = tmp_path / "run"
+    ckpt = sorted((run / "checkpoints").iterdir())[-1]
+    assert {"teacher_a.pt", "teacher_b.pt", "student.pt"} <= {p.name for p in ckpt.iterdir()}
+    assert list((run / "pseudo_labels").rglob("*.parquet"))
+    assert (tmp_path / "run_supervised" / "eval.json").is_file()
