@@ -65,7 +65,9 @@ def build_ray_trainer(cfg: Config, data: RunData | None = None, batches=None) ->
 
 def train_ray(cfg: Config, resume: bool = False) -> dict[str, float]:
     """Train ``cfg`` with one actor per network; returns the final evaluation."""
-    trainer, pg = build_ray_trainer(cfg)
+    from actors.data_stream import batches_for
+
+    trainer, pg = build_ray_trainer(cfg, batches=batches_for(cfg))
     try:
         if resume:
             trainer.resume()

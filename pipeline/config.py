@@ -42,6 +42,10 @@ class DataConfig:
     # Skip (and count) unreadable images instead of failing on the first one.
     skip_bad_images: bool = False
     num_workers: int = 0
+    # How batches are built under the Ray runtime: a torch DataLoader in the driver, or a Ray
+    # Data stream on CPU workers (decode, crop, easy/hard views) iterated with prefetch.
+    loader: Literal["torch", "ray_data"] = "torch"
+    prefetch_batches: int = 2
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from actors.executor import RayExecutor
 from actors.placement import derive_resources
 from actors.runtime import build_ray_trainer, launch_actors
 from pipeline.config import ResourcesConfig, load_config
+from pipeline.pseudo_label_store import PseudoLabelStore
 from pipeline.schedule import LocalExecutor, sspcm_step
 from pipeline.topdown_data import LabeledDataset, UnlabeledDataset
 from pipeline.trainer import Trainer, build_local, epoch_batches, load_run_data, make_codec
@@ -106,3 +107,19 @@ def test_a_killed_network_actor_is_restored_and_the_run_finishes(ray_session, sy
         ray.util.remove_placement_group(pg)
     for k, v in reference.items():
         np.testing.assert_allclose(weights[k], v, rtol=1e-4, atol=1e-6, err_msg=k)
+    # the pseudo-label store: per epoch exactly the scheduled persons, none twice, none missing,
+    # and the same labels as the uninterrupted run (the replayed steps replaced their files)
+    data = load_run_data(cfg)
+    faulty = PseudoLabelStore.open(tmp_path / "faulty" / "pseudo_labels")
+    ref = PseudoLabelStore.open(tmp_path / "reference" / "pseudo_labels")
+    assert faulty.epochs() == [0, 1]
+    for epoch in (0, 1):
+        order = epoch_batches(
+            len(data.unlabeled), cfg.optim.unlabeled_batch_size, 3, cfg.train.seed, epoch, 1
+        )
+        table = faulty.read_epoch(epoch)
+        got = table["person_index"].to_pylist()
+        assert len(got) == len(set(got)) == 12
+        assert set(got) == {i for batch in order for i in batch}
+        a, b = faulty.read_rows(epoch), ref.read_rows(epoch)
+        np.testing.assert_allclose(a.kpts_corrected, b.kpts_corrected, atol=1e-3)

@@ -102,3 +102,24 @@ def test_export_over_ray_data_matches_local(sspcm_run, synthetic_data, tmp_path,
 def test_export_without_teachers_is_a_clear_error(synthetic_data, tmp_path):
     with pytest.raises(ValueError, match="teacher_a.pt"):
         run_export(tmp_path, synthetic_data["val_ann"].parent, tmp_path / "o")
+
+
+def test_inspect_store_prints_summary_and_renders_pngs(sspcm_run, synthetic_data, tmp_path, capsys):
+    import cv2
+
+    from jobs.inspect_store import main as inspect_main
+
+    store_dir = sspcm_run / "pseudo_labels"  # written by the training run itself
+    summary = inspect_main(
+        [str(store_dir), "--render", "3", "--images", str(synthetic_data["train_images"]),
+         "--out", str(tmp_path / "png"), "--log-level=WARNING"]
+    )  # fmt: skip
+    text = capsys.readouterr().out
+    assert "kept-joint fraction" in text and "left_ankle" in text
+    assert summary["rows"] == sum(summary["rows_per_epoch"].values()) > 0
+    assert len(summary["pi_histogram"]) == 17
+    pngs = sorted((tmp_path / "png").glob("*.png"))
+    assert len(pngs) == 3
+    for p in pngs:
+        img = cv2.imread(str(p))
+        assert img is not None and max(img.shape[:2]) == 256 and img.shape[2] == 3

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.pseudo_label_store import PseudoLabelStore
 from tests.helpers import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,6 +74,7 @@ def test_ray_job_submit_trains_with_actors(ray_head, synthetic_data, tmp_path):
         str(BIN / "ray"), "job", "submit", "--address", ray_head["address"], "--working-dir", str(REPO),
         "--runtime-env-json", json.dumps(runtime_env), "--",
         "python", "-m", "jobs.train", "--log-level=WARNING", *overrides, "--resources.runtime=ray",
+        "--data.loader=ray_data",  # batches built by Ray Data workers beside the four actors
     ]  # fmt: skip
     t0 = time.monotonic()
     # the head's job agent comes up a few seconds after `ray start` returns; until then the
@@ -96,4 +98,8 @@ def test_ray_job_submit_trains_with_actors(ray_head, synthetic_data, tmp_path):
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert sum("student/loss" in x for x in lines) == 4
     assert "eval/student/AP" in json.loads((out / "eval.json").read_text())
+    # ... and the pseudo-label actor wrote the store: one partition per epoch, 2 steps x 4 persons
+    store = PseudoLabelStore.open(out / "pseudo_labels")
+    assert store.epochs() == [0, 1]
+    assert [store.read_epoch(e).num_rows for e in (0, 1)] == [8, 8]
     assert time.monotonic() - t0 < 600
