@@ -17,12 +17,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from jobs.cli import setup_logging
 from pipeline.heatmaps import HeatmapCodec
-from pipeline.pseudo_label_store import PseudoLabelRows, PseudoLabelStore, decode_heatmaps, encode_heatmaps
+from pipeline.pseudo_label_store import (
+    PseudoLabelRows,
+    PseudoLabelStore,
+    decode_heatmaps,
+    encode_heatmaps,
+    heatmap_bytes,
+)
 
 log = logging.getLogger("bench.store_encoding")
 K, W, H = 17, 48, 64
@@ -67,13 +72,7 @@ def measure(hm: np.ndarray) -> dict:
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         path = PseudoLabelStore(tmp, num_joints=K, heatmap_size=(W, H)).write_batch(0, 0, rows)
-        meta = pq.ParquetFile(path).metadata
-        hm_bytes = sum(
-            meta.row_group(g).column(c).total_compressed_size
-            for g in range(meta.num_row_groups)
-            for c in range(meta.num_columns)
-            if meta.row_group(g).column(c).path_in_schema.startswith("heatmap")
-        )
+        hm_bytes = heatmap_bytes(path)
         file_bytes = Path(path).stat().st_size
     return {
         "heatmap_bytes_per_person": hm_bytes / n,

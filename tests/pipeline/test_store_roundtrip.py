@@ -25,6 +25,7 @@ from pipeline.pseudo_label_store import (
     StoreError,
     decode_heatmaps,
     encode_heatmaps,
+    heatmap_bytes,
 )
 
 K, W, H = 17, 12, 16
@@ -124,13 +125,7 @@ def test_heatmap_encoding_size_and_error_on_real_sized_maps(tmp_path):
     rows.heatmaps = hm
     store = PseudoLabelStore(tmp_path / "s", num_joints=17, heatmap_size=(48, 64))
     path = store.write_batch(0, 0, rows)
-    meta = pq.ParquetFile(path).metadata
-    hm_bytes = sum(
-        meta.row_group(g).column(c).total_compressed_size
-        for g in range(meta.num_row_groups)
-        for c in range(meta.num_columns)
-        if meta.row_group(g).column(c).path_in_schema.startswith("heatmap")
-    )
+    hm_bytes = heatmap_bytes(path)
     assert hm_bytes / 64 < 8 * 1024
 
 
