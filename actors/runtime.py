@@ -8,12 +8,13 @@ import os
 
 import ray
 
+from actors.data_stream import batches_for, load_stream_run_data
 from actors.executor import RayExecutor
 from actors.network_actor import NetworkActor
 from actors.placement import create_placement_group, derive_resources, in_bundle
 from actors.pseudo_label_actor import PseudoLabelActor
 from pipeline.config import Config
-from pipeline.trainer import RunData, Trainer, load_run_data, network_specs, pseudo_label_config
+from pipeline.trainer import RunData, Trainer, network_specs, pseudo_label_config
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,13 @@ def launch_actors(cfg: Config, data: RunData) -> tuple[dict, object, object]:
 def build_ray_trainer(cfg: Config, data: RunData | None = None, batches=None) -> tuple[Trainer, object]:
     """A Trainer whose networks are Ray actors (call ``ray.util.remove_placement_group(pg)`` after)."""
     init_ray(cfg)
-    data = data or load_run_data(cfg)
+    data = data or load_stream_run_data(cfg)  # the pool from its Parquet pack when configured
     nets, pseudo, pg = launch_actors(cfg, data)
     return Trainer(cfg, data, nets, pseudo, RayExecutor(), batches=batches), pg
 
 
 def train_ray(cfg: Config, resume: bool = False) -> dict[str, float]:
     """Train ``cfg`` with one actor per network; returns the final evaluation."""
-    from actors.data_stream import batches_for
-
     trainer, pg = build_ray_trainer(cfg, batches=batches_for(cfg))
     try:
         if resume:

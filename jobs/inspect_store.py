@@ -2,10 +2,12 @@
 
     python -m jobs.inspect_store STORE_DIR [--epoch E] [--render N --images IMAGE_DIR --out PNG_DIR]
 
-Prints the rows, epochs, kept-joint fraction and a per-joint histogram of position
-inconsistency (PI), then, with ``--render``, draws N persons of an epoch on their images:
-teacher A in blue, teacher B in green, PCM's corrected label in red (joints PCM dropped are
-drawn hollow). The last line printed is the summary as one JSON object.
+Prints the rows, epochs, kept-joint fraction and, per joint, the kept fraction and a histogram
+of position inconsistency (PI, PCM's chosen pair, / heatmap diagonal). With ``--render N`` it
+draws the first N images of epoch E (default: the last epoch) with every person of the image
+that the epoch holds: teacher A in blue, teacher B in green and PCM's corrected label in red
+(joints PCM dropped are hollow circles), and writes them as PNGs of the original image size
+to PNG_DIR. The last line printed is the summary as one JSON object.
 """
 
 from __future__ import annotations
@@ -21,68 +23,94 @@ import numpy as np
 from jobs.cli import setup_logging
 from pipeline.images import load_image
 from pipeline.pseudo_label_store import PseudoLabelRows, PseudoLabelStore
-from pipeline.skeletons import Skeleton, skeleton_for_num_joints
+from pipeline.skeletons import skeleton_for_num_joints
 
 log = logging.getLogger("jobs.inspect_store")
 
-COLOURS = {"kpts_a": (255, 80, 0), "kpts_b": (0, 180, 0), "kpts_corrected": (0, 0, 255)}  # BGR
+# field -> (legend, BGR colour)
+LAYERS = {
+    "kpts_a": ("teacher A", (255, 90, 0)),
+    "kpts_b": ("teacher B", (0, 210, 0)),
+    "kpts_corrected": ("PCM", (0, 0, 255)),
+}
 
 
-def format_summary(summary: dict, skeleton: Skeleton) -> str:
-    """The summary as text: totals, then one PI histogram row per joint."""
+def joint_names_and_edges(num_joints: int) -> tuple[list[str], list[tuple[int, int]]]:
+    """Joint names and limb index pairs of the default skeleton for K joints (none if unknown)."""
+    try:
+        skeleton = skeleton_for_num_joints(num_joints)
+    except ValueError:
+        return [f"joint_{k}" for k in range(num_joints)], []
+    return list(skeleton.joint_names), list(skeleton.edge_indices)
+
+
+def format_summary(summary: dict, joint_names: list[str]) -> str:
+    """The store summary (:meth:`PseudoLabelStore.summary`) as text, one PI histogram row per joint."""
+    per_epoch = ", ".join(f"epoch {e}: {n}" for e, n in summary["rows_per_epoch"].items())
     lines = [
-        f"store {summary['root']} (schema v{summary['schema_version']})",
-        f"rows {summary['rows']} in epochs {summary['epochs']}: "
-        + ", ".join(f"{e}: {n}" for e, n in summary["rows_per_epoch"].items()),
+        f"store {summary['root']} (schema v{summary['schema_version']}, {summary['num_joints']} joints, "
+        f"heatmaps {summary['heatmap_size']})",
+        f"rows {summary['rows']} in {len(summary['epochs'])} epochs ({per_epoch or 'none'})",
         f"kept-joint fraction {summary['kept_joint_fraction']:.3f}",
-        "position inconsistency (PI / heatmap diagonal) per joint, bin edges "
+        "PI (/ heatmap diagonal) histogram per joint, bin edges "
         + " ".join(f"{e:.3f}" for e in summary["pi_bin_edges"]),
     ]
-    width = max(len(n) for n in skeleton.joint_names)
-    for name, kept, hist in zip(
-        skeleton.joint_names, summary["kept_fraction_per_joint"], summary["pi_histogram"]
-    ):
+    width = max(len(n) for n in joint_names)
+    for name, kept, hist in zip(joint_names, summary["kept_fraction_per_joint"], summary["pi_histogram"]):
         lines.append(f"  {name:<{width}} kept {kept:5.3f} | " + " ".join(f"{c:6d}" for c in hist))
     return "\n".join(lines)
 
 
-def draw_person(image: np.ndarray, rows: PseudoLabelRows, i: int, skeleton: Skeleton) -> np.ndarray:
-    """BGR crop around person ``i`` with the three skeletons drawn (image coordinates)."""
-    out = image.copy()
-    kept = rows.weights[i] > 0
-    for field, colour in COLOURS.items():
-        kpts = getattr(rows, field)[i]
-        for a, b in skeleton.edge_indices:
-            pa_, pb = kpts[a, :2], kpts[b, :2]
-            if np.isfinite(pa_).all() and np.isfinite(pb).all():
-                cv2.line(out, tuple(int(v) for v in pa_), tuple(int(v) for v in pb), colour, 1, cv2.LINE_AA)
-        for j, (x, y, _) in enumerate(kpts):
-            if np.isfinite(x) and np.isfinite(y):
-                filled = -1 if (field != "kpts_corrected" or kept[j]) else 1
-                cv2.circle(out, (int(x), int(y)), 3, colour, filled, cv2.LINE_AA)
-    x, y, w, h = rows.bbox[i]
-    pad = 0.25 * max(w, h)
-    x0, y0 = int(max(0, x - pad)), int(max(0, y - pad))
-    x1, y1 = int(min(out.shape[1], x + w + pad)), int(min(out.shape[0], y + h + pad))
-    crop = out[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else out
-    scale = 256.0 / max(crop.shape[:2])
-    return cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+def draw_persons(
+    image_bgr: np.ndarray, rows: PseudoLabelRows, persons: np.ndarray, edges: list[tuple[int, int]]
+) -> np.ndarray:
+    """A copy of the (H, W, 3) BGR image with, for each row in ``persons``, the three skeletons
+    (image-space keypoints) drawn and a colour legend in the top-left corner."""
+    out = image_bgr.copy()
+    size = max(out.shape[:2])
+    thickness, radius = max(1, round(size / 320)), max(2, round(size / 160))
+    for i in persons:
+        kept = rows.weights[i] > 0
+        for field, (_, colour) in LAYERS.items():
+            xy = getattr(rows, field)[i][:, :2]
+            ok = np.isfinite(xy).all(axis=1)
+            for a, b in edges:
+                if ok[a] and ok[b]:
+                    start, end = tuple(int(round(v)) for v in xy[a]), tuple(int(round(v)) for v in xy[b])
+                    cv2.line(out, start, end, colour, thickness, cv2.LINE_AA)
+            for j in np.flatnonzero(ok):
+                filled = -1 if field != "kpts_corrected" or kept[j] else thickness
+                centre = (int(round(xy[j, 0])), int(round(xy[j, 1])))
+                cv2.circle(out, centre, radius, colour, filled, cv2.LINE_AA)
+    scale, line = max(0.4, size / 1000), max(12, round(size / 45))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    width = max(cv2.getTextSize(label, font, scale, thickness)[0][0] for label, _ in LAYERS.values())
+    cv2.rectangle(out, (0, 0), (width + 12, 3 * line + 8), (0, 0, 0), -1)  # legend background
+    for row, (label, colour) in enumerate(LAYERS.values()):
+        y = (row + 1) * line + 2
+        cv2.putText(out, label, (6, y), font, scale, colour, thickness, cv2.LINE_AA)
+    return out
 
 
 def render(store: PseudoLabelStore, epoch: int, n: int, images: Path, out: Path) -> list[Path]:
-    """Write ``n`` PNGs (the first ``n`` persons of the epoch by pool position)."""
+    """Write ``n`` PNGs, one per image (first images by pool position of their first person).
+
+    Returns the PNG paths, ``OUT/epoch{E:04d}_{image stem}.png``, each the size of its image.
+    """
     rows = store.read_rows(epoch)
-    skeleton = skeleton_for_num_joints(store.num_joints)
+    _, edges = joint_names_and_edges(store.num_joints)
     out.mkdir(parents=True, exist_ok=True)
+    files = list(dict.fromkeys(rows.image_file))[:n]  # distinct files in person order
+    names = np.asarray(rows.image_file, dtype=object)
     written = []
-    for i in range(min(n, len(rows))):
-        path = images / rows.image_file[i]
-        image = load_image(path)[..., ::-1].copy()  # RGB -> BGR for cv2
-        png = out / f"epoch{epoch:04d}_person{int(rows.person_index[i]):08d}.png"
-        if not cv2.imwrite(str(png), draw_person(image, rows, i, skeleton)):
-            raise OSError(f"could not write {png}")
+    for name in files:
+        image_bgr = cv2.cvtColor(load_image(images / name), cv2.COLOR_RGB2BGR)
+        drawn = draw_persons(image_bgr, rows, np.flatnonzero(names == name), edges)
+        png = out / f"epoch{epoch:04d}_{Path(name).stem}.png"
+        if not cv2.imwrite(str(png), drawn):
+            raise OSError(f"{png}: cv2 could not write the PNG")
         written.append(png)
-    log.info("rendered %d persons of epoch %d to %s", len(written), epoch, out)
+    log.info("rendered %d images of epoch %d to %s", len(written), epoch, out)
     return written
 
 
@@ -92,18 +120,21 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("store", help="the store directory (e.g. RUN/pseudo_labels or OUT/store)")
     parser.add_argument("--epoch", type=int, help="epoch to render (default: the last)")
-    parser.add_argument("--render", type=int, default=0, metavar="N", help="draw N persons")
+    parser.add_argument("--render", type=int, default=0, metavar="N", help="draw N images")
     parser.add_argument("--images", help="image directory of the pool (with --render)")
     parser.add_argument("--out", help="PNG directory (with --render)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    if args.render and (not args.images or not args.out):
+        parser.error("--render needs --images and --out")
     store = PseudoLabelStore.open(args.store)
     summary = store.summary()
-    print(format_summary(summary, skeleton_for_num_joints(store.num_joints)), flush=True)
+    names, _ = joint_names_and_edges(store.num_joints)
+    print(format_summary(summary, names), flush=True)
     if args.render:
-        if not args.images or not args.out:
-            parser.error("--render needs --images and --out")
+        if not summary["epochs"]:
+            parser.error(f"{args.store}: the store has no epochs to render")
         epoch = args.epoch if args.epoch is not None else summary["epochs"][-1]
         pngs = render(store, epoch, args.render, Path(args.images), Path(args.out))
         summary["rendered"] = [str(p) for p in pngs]

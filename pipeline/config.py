@@ -34,6 +34,9 @@ class DataConfig:
     unlabeled_images: str | None = None
     # Optional COCO-results detections file giving the pool's person boxes instead of annotations.
     unlabeled_boxes: str | None = None
+    # Or the pool packed into Parquet by `python -m jobs.pack_pool` (a directory); read by the
+    # Ray Data stream, so it needs loader="ray_data" and resources.runtime="ray".
+    unlabeled_parquet: str | None = None
     # Paper: the unlabeled set is the whole pool, labeled images included.
     pool_includes_labeled: bool = True
     val_ann: str = "data/synthetic/val/annotations.json"
@@ -173,6 +176,16 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+    def __post_init__(self) -> None:
+        d = self.data
+        if d.unlabeled_parquet is not None:  # a packed pool is streamed by Ray Data workers only
+            if d.unlabeled_ann is not None:
+                raise ConfigError("data.unlabeled_parquet and data.unlabeled_ann both name a pool: give one")
+            if d.loader != "ray_data" or self.resources.runtime != "ray":
+                raise ConfigError(
+                    "data.unlabeled_parquet needs data.loader=ray_data and resources.runtime=ray"
+                )
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

@@ -1,0 +1,416 @@
+"""pipeline.pseudo_label_store: the same values through pyarrow, Ray Data and DuckDB; idempotent
+and atomic writes (a writer killed mid-write); keypoint look-up; the heatmap encoding; errors
+that name the file, the epoch and the field."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from pipeline.heatmaps import HeatmapCodec, gaussian_blur
+from pipeline.pseudo_label_store import (
+    HEATMAP_MAX_ERROR,
+    SCHEMA_VERSION,
+    PseudoLabelRows,
+    PseudoLabelStore,
+    StoreError,
+    decode_heatmaps,
+    encode_heatmaps,
+    heatmap_bytes,
+)
+
+K, W, H = 17, 12, 16  # small heatmaps keep the tests fast; the size bound uses 64x48
+REPO = Path(__file__).resolve().parents[2]
+ARRAY_FIELDS = (
+    "image_id",
+    "bbox",
+    "kpts_a",
+    "kpts_b",
+    "pi",
+    "kpts_corrected",
+    "weights",
+    "matrix",
+    "flipped",
+)
+
+
+def gaussian_maps(n: int, seed: int, size: tuple[int, int] = (W, H), noise: float = 0.0) -> np.ndarray:
+    """(n, K, h, w) float32 PCM-like labels: mean of two nearby peaks (amplitude 0.3..1), plus a
+    smooth noise floor of std ``noise``."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    codec = HeatmapCodec((w * 4, h * 4), (w, h), 2.0)
+    hm, _ = codec.encode_batch(rng.uniform(0, w * 4, (n, K, 2)), np.ones((n, K), bool))
+    hm = np.asarray(hm, np.float32) * rng.uniform(0.3, 1.0, (n, K, 1, 1)).astype(np.float32)
+    hm = (hm + np.roll(hm, 2, axis=-1)) / 2
+    if noise:
+        floor = gaussian_blur(torch.from_numpy(rng.normal(size=hm.shape).astype(np.float32)), 1.5).numpy()
+        hm = hm + floor * np.float32(noise / floor.std())
+    return hm
+
+
+def make_rows(n: int, seed: int, first_index: int = 0, heatmaps: bool = True) -> PseudoLabelRows:
+    rng = np.random.default_rng(seed)
+    kp = lambda: rng.uniform(0, 100, (n, K, 3)).astype(np.float32)
+    return PseudoLabelRows(
+        image_id=rng.integers(0, 10**6, n).astype(np.int64),
+        person_index=np.arange(first_index, first_index + n, dtype=np.int64),
+        image_file=[f"img_{seed}_{i:04d}.jpg" for i in range(n)],
+        bbox=rng.uniform(0, 50, (n, 4)).astype(np.float32),
+        kpts_a=kp(),
+        kpts_b=kp(),
+        pi=rng.uniform(0, 0.3, (n, K)).astype(np.float32),
+        kpts_corrected=kp(),
+        weights=(rng.random((n, K)) > 0.3).astype(np.float32),
+        heatmaps=gaussian_maps(n, seed) if heatmaps else None,
+        matrix=rng.normal(size=(n, 2, 3)),
+        flipped=rng.random(n) > 0.5,
+    )
+
+
+def concat(*batches: PseudoLabelRows) -> dict[str, np.ndarray]:
+    return {f: np.concatenate([getattr(b, f) for b in batches]) for f in (*ARRAY_FIELDS, "person_index")}
+
+
+def by_person(records: list[dict], epoch: int) -> dict[int, dict]:
+    return {int(r["person_index"]): r for r in records if int(r["epoch"]) == epoch}
+
+
+def check_records(records: dict[int, dict], expected: dict[str, np.ndarray], image_files: list[str]) -> None:
+    """Rows read by another reader hold exactly the written values (flattened fixed-size lists)."""
+    assert sorted(records) == sorted(expected["person_index"].tolist())
+    for i, p in enumerate(expected["person_index"]):
+        r = records[int(p)]
+        assert r["image_file"] == image_files[i]
+        assert int(r["image_id"]) == expected["image_id"][i]
+        assert bool(r["flipped"]) == expected["flipped"][i]
+        for f in ("bbox", "kpts_a", "kpts_b", "pi", "kpts_corrected", "weights"):
+            np.testing.assert_array_equal(np.asarray(r[f], dtype=np.float32), expected[f][i].reshape(-1))
+        np.testing.assert_array_equal(
+            np.asarray(r["matrix"], dtype=np.float64), expected["matrix"][i].reshape(-1)
+        )
+
+
+def test_round_trip_is_identical_in_the_store_pyarrow_ray_data_and_duckdb(tmp_path, ray_session):
+    root = tmp_path / "store"
+    store = PseudoLabelStore(root, num_joints=K, heatmap_size=(W, H))
+    a, b, c = make_rows(5, 0), make_rows(4, 1, first_index=5), make_rows(3, 2, first_index=2)
+    assert store.write_batch(0, 0, a) == root / "epoch_0000" / "part-00000000.parquet"
+    store.write_batch(0, 1, b)
+    store.write_batch(3, 123, c)
+    assert store.epochs() == [0, 3]
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
+        "_store.json",
+        "epoch_0000",
+        "epoch_0000/part-00000000.parquet",
+        "epoch_0000/part-00000001.parquet",
+        "epoch_0003",
+        "epoch_0003/part-00000123.parquet",
+    ]
+
+    # the store itself
+    back = store.read_rows(0)
+    want = concat(a, b)
+    for f in (*ARRAY_FIELDS, "person_index"):
+        np.testing.assert_array_equal(getattr(back, f), want[f], err_msg=f)
+    assert back.image_file == a.image_file + b.image_file
+    assert np.abs(back.heatmaps - np.concatenate([a.heatmaps, b.heatmaps])).max() < 1 / 255
+    assert back.heatmaps.shape == (9, K, H, W) and back.heatmaps.dtype == np.float32
+
+    # three readers with no project code: same columns, rows and values
+    columns = set(store.read_epoch(0).column_names)
+    assert {"epoch", "key", "heatmap_codes"} <= columns
+    tables = {"read_table": pq.read_table(root), "dataset": pads.dataset(root, format="parquet").to_table()}
+    for name, t in tables.items():
+        assert set(t.column_names) == columns, name  # no hive column added, none lost
+        assert t.num_rows == 12, name
+        records = t.to_pylist()
+        check_records(by_person(records, 0), want, a.image_file + b.image_file)
+        check_records(by_person(records, 3), concat(c), c.image_file)
+    pyarrow_codes = {
+        (r["epoch"], r["person_index"]): r["heatmap_codes"] for r in tables["dataset"].to_pylist()
+    }
+
+    ray_records = ray_session.data.read_parquet(str(root)).take_all()
+    assert set(ray_records[0]) == columns and len(ray_records) == 12
+    check_records(by_person(ray_records, 0), want, a.image_file + b.image_file)
+    check_records(by_person(ray_records, 3), concat(c), c.image_file)
+    assert all(r["heatmap_codes"] == pyarrow_codes[r["epoch"], r["person_index"]] for r in ray_records)
+
+    con = duckdb.connect()
+    rel = con.sql(f"select * from read_parquet('{root}/**/*.parquet')")
+    assert set(rel.columns) == columns
+    duck_records = [dict(zip(rel.columns, row)) for row in rel.fetchall()]
+    assert len(duck_records) == 12
+    check_records(by_person(duck_records, 0), want, a.image_file + b.image_file)
+    check_records(by_person(duck_records, 3), concat(c), c.image_file)
+    assert all(r["heatmap_codes"] == pyarrow_codes[r["epoch"], r["person_index"]] for r in duck_records)
+    # the epoch column is usable as a filter in SQL without hive partitioning
+    got = con.sql(f"select epoch, count(*) from read_parquet('{root}/**/*.parquet') group by 1 order by 1")
+    assert got.fetchall() == [(0, 9), (3, 3)]
+
+    # file metadata: schema version, joints, heatmap size
+    meta = pq.read_schema(root / "epoch_0003" / "part-00000123.parquet").metadata
+    assert meta[b"sspcm.schema_version"] == str(SCHEMA_VERSION).encode()
+    assert meta[b"sspcm.num_joints"] == b"17" and json.loads(meta[b"sspcm.heatmap_size"]) == [W, H]
+
+    # open() finds the same configuration
+    again = PseudoLabelStore.open(root)
+    assert (again.num_joints, again.heatmap_size) == (K, (W, H))
+
+
+def test_rewriting_the_same_epoch_and_key_keeps_one_copy(tmp_path, ray_session):
+    root = tmp_path / "store"
+    store = PseudoLabelStore(root, num_joints=K)
+    first, second = make_rows(4, 0, heatmaps=False), make_rows(4, 1, heatmaps=False)
+    store.write_batch(2, 7, first)
+    store.write_batch(2, 7, second)  # a replayed step (resume after a crash)
+    assert [p.name for p in (root / "epoch_0002").iterdir()] == ["part-00000007.parquet"]
+    np.testing.assert_array_equal(store.read_rows(2).kpts_a, second.kpts_a)
+    assert store.read_epoch(2).num_rows == 4
+    assert pads.dataset(root, format="parquet").count_rows() == 4
+    assert duckdb.sql(f"select count(*) from read_parquet('{root}/**/*.parquet')").fetchall()[0][0] == 4
+    assert ray_session.data.read_parquet(str(root)).count() == 4
+    # a second writer object on the same root appends to the same store
+    PseudoLabelStore(root, num_joints=K).write_batch(2, 8, make_rows(2, 3, first_index=50, heatmaps=False))
+    assert store.read_epoch(2).num_rows == 6
+
+
+def test_read_keypoints_in_the_asked_order_found_and_latest_key_wins(tmp_path):
+    store = PseudoLabelStore(tmp_path / "store", num_joints=K)
+    early = make_rows(4, 0, first_index=10, heatmaps=False)  # persons 10..13
+    late = make_rows(2, 1, first_index=11, heatmaps=False)  # persons 11, 12 again, later key
+    other = make_rows(3, 2, first_index=0, heatmaps=False)  # persons 0..2
+    store.write_batch(1, 40, late)
+    store.write_batch(1, 5, early)  # written after, but an earlier key: loses
+    store.write_batch(1, 6, other)
+
+    got = store.read_keypoints(1, np.array([12, 99, 0, 10, 11, 12]))
+    np.testing.assert_array_equal(got["found"], [True, False, True, True, True, True])
+    assert got["kpts_a"].shape == got["kpts_b"].shape == (6, K, 3)
+    np.testing.assert_array_equal(got["kpts_a"][0], late.kpts_a[1])
+    np.testing.assert_array_equal(got["kpts_b"][0], late.kpts_b[1])
+    assert np.isnan(got["kpts_a"][1]).all() and np.isnan(got["kpts_b"][1]).all()
+    np.testing.assert_array_equal(got["kpts_a"][2], other.kpts_a[0])
+    np.testing.assert_array_equal(got["kpts_b"][3], early.kpts_b[0])
+    np.testing.assert_array_equal(got["kpts_a"][4], late.kpts_a[0])
+    np.testing.assert_array_equal(got["kpts_a"][5], got["kpts_a"][0])
+    assert store.read_keypoints(1, np.array([], dtype=np.int64))["kpts_a"].shape == (0, K, 3)
+
+    # read_rows applies the same rule, sorted by person
+    rows = store.read_rows(1)
+    np.testing.assert_array_equal(rows.person_index, [0, 1, 2, 10, 11, 12, 13])
+    np.testing.assert_array_equal(rows.kpts_corrected[4:6], late.kpts_corrected)
+
+    # the cached index follows new files, from this object or another writer
+    store.write_batch(1, 50, make_rows(1, 3, first_index=99, heatmaps=False))
+    assert store.read_keypoints(1, np.array([99]))["found"].all()
+    PseudoLabelStore(tmp_path / "store", num_joints=K).write_batch(
+        1, 51, make_rows(1, 4, first_index=98, heatmaps=False)
+    )
+    assert store.read_keypoints(1, np.array([98]))["found"].all()
+
+
+def test_read_keypoints_is_cached_and_fast(tmp_path):
+    store = PseudoLabelStore(tmp_path / "store", num_joints=K)
+    for key in range(20):
+        store.write_batch(0, key, make_rows(32, key, first_index=32 * key, heatmaps=False))
+    store.read_keypoints(0, np.arange(32))  # builds the index
+    asked = np.random.default_rng(0).integers(0, 640, 32)
+    start = time.perf_counter()
+    for _ in range(50):
+        got = store.read_keypoints(0, asked)
+    per_call = (time.perf_counter() - start) / 50
+    assert got["found"].all()
+    assert per_call < 0.01, f"read_keypoints took {per_call * 1000:.1f} ms per call"
+
+
+def test_heatmap_encoding_error_and_size(tmp_path):
+    # error < 1/255 on labels, noisy labels, negative values and flat maps
+    for hm in (
+        gaussian_maps(16, 0, (48, 64)),
+        gaussian_maps(16, 1, (48, 64), noise=0.02),
+        gaussian_maps(16, 2, (48, 64), noise=0.01) - 0.05,
+        np.full((2, K, 64, 48), 0.25, np.float32),
+    ):
+        codes, offset, step = encode_heatmaps(hm)
+        assert codes.dtype == np.uint8 and codes.shape == hm.shape
+        assert offset.shape == step.shape == hm.shape[:2]
+        err = np.abs(decode_heatmaps(codes, offset, step) - hm).max()
+        assert err <= HEATMAP_MAX_ERROR + 1e-7 and err < 1 / 255
+    # a background at 0 is exactly 0 after decoding (0 sits at the centre of a code's bin)
+    labels = gaussian_maps(4, 3, (48, 64))
+    decoded = decode_heatmaps(*encode_heatmaps(labels))
+    assert (decoded[labels == 0] == 0).all()
+    # a range wider than 254 steps degrades gracefully: error range / 508
+    wide = np.linspace(-1.5, 1.5, 64 * 48, dtype=np.float32).reshape(1, 1, 64, 48)
+    assert np.abs(decode_heatmaps(*encode_heatmaps(wide)) - wide).max() <= 3.0 / 508 + 1e-6
+
+    # size: 17x64x48 Gaussian labels with a smooth noise floor, through the store's Parquet file
+    n = 64
+    for noise in (0.0, 0.002):
+        rows = make_rows(n, 0, heatmaps=False)
+        rows.heatmaps = gaussian_maps(n, 5, (48, 64), noise=noise)
+        store = PseudoLabelStore(tmp_path / f"s{noise}", num_joints=K, heatmap_size=(48, 64))
+        path = store.write_batch(0, 0, rows)
+        per_person = heatmap_bytes(path) / n
+        assert per_person <= 8 * 1024, f"noise {noise}: {per_person:.0f} bytes per person"
+        back = store.read_rows(0).heatmaps
+        assert np.abs(back - rows.heatmaps).max() < 1 / 255
+
+
+def test_wrong_schema_version_names_the_file_and_field(tmp_path):
+    root = tmp_path / "store"
+    store = PseudoLabelStore(root, num_joints=K)
+    store.write_batch(0, 0, make_rows(2, 0, heatmaps=False))
+    path = store.write_batch(0, 1, make_rows(2, 1, first_index=2, heatmaps=False))
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata)
+    pq.write_table(table.replace_schema_metadata({**meta, b"sspcm.schema_version": b"2"}), path)
+    for read in (
+        lambda: store.read_epoch(0),
+        lambda: store.read_rows(0),
+        lambda: store.read_keypoints(0, [0]),
+    ):
+        with pytest.raises(StoreError, match=r"part-00000001\.parquet.*sspcm\.schema_version.* 2"):
+            read()
+
+    (root / "_store.json").write_text(
+        json.dumps({"schema_version": 7, "num_joints": K, "heatmap_size": None})
+    )
+    with pytest.raises(StoreError, match=r"_store\.json.*'schema_version' is 7"):
+        PseudoLabelStore.open(root)
+    with pytest.raises(StoreError, match=r"_store\.json.*'schema_version'"):
+        PseudoLabelStore(root, num_joints=K)
+    with pytest.raises(StoreError, match=r"not a pseudo-label store"):
+        PseudoLabelStore.open(tmp_path / "absent")
+
+
+def test_mismatched_store_and_bad_rows_are_named(tmp_path):
+    root = tmp_path / "store"
+    PseudoLabelStore(root, num_joints=K, heatmap_size=(W, H))
+    with pytest.raises(StoreError, match=r"_store\.json.*'num_joints' is 17.*16"):
+        PseudoLabelStore(root, num_joints=16, heatmap_size=(W, H))
+    with pytest.raises(StoreError, match=r"'heatmap_size'"):
+        PseudoLabelStore(root, num_joints=K, heatmap_size=(48, 64))
+    store = PseudoLabelStore.open(root)
+    rows = make_rows(3, 0)
+    rows.pi = rows.pi[:, :5]
+    with pytest.raises(StoreError, match=r"PseudoLabelRows\.pi: expected shape \(3, 17\)"):
+        store.write_batch(0, 0, rows)
+    rows = make_rows(3, 0)
+    rows.heatmaps = rows.heatmaps[..., :4]
+    with pytest.raises(StoreError, match=r"PseudoLabelRows\.heatmaps"):
+        store.write_batch(0, 0, rows)
+    with pytest.raises(StoreError, match=r"heatmaps given; the store has no heatmap_size"):
+        PseudoLabelStore(tmp_path / "plain", num_joints=K).write_batch(0, 0, make_rows(2, 0))
+    assert not (root / "epoch_0000").exists() or not list((root / "epoch_0000").iterdir())
+
+
+def test_missing_partition_names_the_epoch(tmp_path):
+    store = PseudoLabelStore(tmp_path / "store", num_joints=K)
+    store.write_batch(0, 0, make_rows(2, 0, heatmaps=False))
+    for read in (
+        lambda: store.read_epoch(5),
+        lambda: store.read_rows(5),
+        lambda: store.read_keypoints(5, np.array([0])),
+    ):
+        with pytest.raises(StoreError, match=r"epoch 5 \(epoch_0005\) is missing; epochs present: \[0\]"):
+            read()
+
+
+def test_summary_counts_rows_kept_joints_and_pi_per_joint(tmp_path):
+    store = PseudoLabelStore(tmp_path / "store", num_joints=K)
+    a, b = make_rows(6, 0, heatmaps=False), make_rows(4, 1, heatmaps=False)
+    b.pi[0, 3] = np.nan  # e.g. a joint with no prediction: not counted in the histogram
+    store.write_batch(0, 0, a)
+    store.write_batch(2, 0, b)
+    s = store.summary()
+    assert s["rows"] == 10 and s["epochs"] == [0, 2] and s["rows_per_epoch"] == {0: 6, 2: 4}
+    weights = np.concatenate([a.weights, b.weights])
+    assert s["kept_joint_fraction"] == pytest.approx((weights > 0).mean())
+    np.testing.assert_allclose(s["kept_fraction_per_joint"], (weights > 0).mean(0))
+    hist = np.asarray(s["pi_histogram"])
+    assert hist.shape == (K, 10) and len(s["pi_bin_edges"]) == 11
+    expected = np.full(K, 10)
+    expected[3] = 9
+    np.testing.assert_array_equal(hist.sum(1), expected)
+    empty = PseudoLabelStore(tmp_path / "empty", num_joints=K).summary()
+    assert empty["rows"] == 0 and empty["epochs"] == []
+
+
+WRITER = """
+import io, sys, time
+sys.path.insert(0, {repo!r})
+sys.path.insert(0, {tests!r})
+import pyarrow.parquet as pq
+from test_pseudo_label_store import make_rows
+from pipeline.pseudo_label_store import PseudoLabelStore
+
+store = PseudoLabelStore({root!r}, num_joints={k}, heatmap_size=({w}, {h}))
+for key in range(3):
+    store.write_batch(0, key, make_rows(64, key, first_index=64 * key))
+real_write = pq.write_table
+
+def write_half_then_hang(table, where, **kwargs):
+    buf = io.BytesIO()
+    real_write(table, buf, **kwargs)
+    where.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+    where.flush()
+    print("MID-WRITE", flush=True)
+    time.sleep(120)
+
+pq.write_table = write_half_then_hang  # the 4th batch stops half-written, then the writer is killed
+store.write_batch(0, 3, make_rows(64, 3, first_index=192))
+"""
+
+
+def test_writer_killed_mid_write_leaves_only_whole_batches(tmp_path, ray_session):
+    root = tmp_path / "store"
+    script = WRITER.format(repo=str(REPO), tests=str(Path(__file__).parent), root=str(root), k=K, w=W, h=H)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline()  # blocks until the 4th batch is half on disk
+        assert line.strip() == "MID-WRITE", f"writer exited early (rc {proc.poll()})"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    epoch_dir = root / "epoch_0000"
+    partial = [p for p in epoch_dir.iterdir() if not p.name.startswith("part-")]
+    assert len(partial) == 1 and partial[0].name.startswith(".part-00000003.") and partial[0].suffix == ".tmp"
+    assert partial[0].stat().st_size > 0
+    with pytest.raises(Exception):  # noqa: B017 - it really is a torn Parquet file
+        pq.read_table(partial[0])
+
+    store = PseudoLabelStore.open(root)
+    assert [p.name for p in store.files(0)] == [f"part-{k:08d}.parquet" for k in range(3)]
+    for path in store.files(0):  # every visible file is whole
+        assert pq.read_table(path).num_rows == 64
+    assert store.read_epoch(0).num_rows == 192
+    np.testing.assert_array_equal(store.read_rows(0).person_index, np.arange(192))
+    assert store.read_keypoints(0, np.array([191, 192]))["found"].tolist() == [True, False]
+    # no reader lists the temporary file
+    assert pads.dataset(root, format="parquet").count_rows() == 192
+    assert pq.read_table(root).num_rows == 192
+    assert duckdb.sql(f"select count(*) from read_parquet('{root}/**/*.parquet')").fetchall()[0][0] == 192
+    assert ray_session.data.read_parquet(str(root)).count() == 192
+    # the step is replayed after the crash: the batch lands whole, the store reads on
+    store.write_batch(0, 3, make_rows(64, 3, first_index=192))
+    assert store.read_epoch(0).num_rows == 256
