@@ -45,15 +45,18 @@ def load_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: image file not found")
-    data = path.read_bytes()
-    if not data:
-        raise ImageError(f"{path}: image file is empty")
-    problem = check_image_bytes(data)
+    return decode_image(path.read_bytes(), str(path))
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """Encoded JPEG/PNG bytes -> uint8 RGB ``(H, W, 3)`` image space (as :func:`load_image`
+    decodes a file; used for images packed in Parquet); errors name ``name``."""
+    problem = check_image_bytes(data) if data else "image file is empty"
     if problem is not None:
-        raise ImageError(f"{path}: {problem}")
+        raise ImageError(f"{name}: {problem}")
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.size == 0:
-        raise ImageError(f"{path}: cannot decode image (unknown or corrupt format)")
+        raise ImageError(f"{name}: cannot decode image (unknown or corrupt format)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -33,12 +33,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.images import ImageError, check_image_bytes, load_image
+from pipeline.images import ImageError, decode_image, load_image
 from pipeline.topdown_data import LabeledDataset, UnlabeledDataset
 from pipeline.views import AugmentRanges, ViewParams, box_to_center_size, make_view, sample_view_params
 
@@ -270,18 +269,6 @@ def read_pool_pack(pack_dir: str | Path) -> PackedPool:
     pool = PackedPool(pack_dir)
     log.info("pool pack %s: %d persons on %d images", pool.root, len(pool), pool.manifest["num_images"])
     return pool
-
-
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Encoded JPEG/PNG bytes -> uint8 RGB ``(H, W, 3)`` image space, exactly as
-    ``pipeline.images.load_image`` decodes the same file; errors name ``name``."""
-    problem = check_image_bytes(data) if data else "image file is empty"
-    if problem is not None:
-        raise ImageError(f"{name}: {problem}")
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.size == 0:
-        raise ImageError(f"{name}: cannot decode image (unknown or corrupt format)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 class PackReader:
