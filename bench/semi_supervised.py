@@ -1,18 +1,25 @@
 """Does unlabeled data help? Supervised vs Dual Network vs SSPCM on the synthetic benchmark.
 
-    python -m bench.semi_supervised --seed N [--json] [--steps 1500] [--quick]
+    python -m bench.semi_supervised --seed N [--json] [--steps 450] [--burn-in-steps 1500] [--threads 2]
+                                    [--methods supervised,dual,sspcm[,sspcm_cache]] [--quick]
 
-For a seed it generates (once, cached under ``data/bench/seed<N>/``) a labeled set whose first
-``--labeled`` persons are labeled, an unlabeled pool about ten times larger (the labeled images
-are in the pool too, paper protocol), and a separate validation set. It trains the three
-methods with the same number of optimizer steps and the same tiny CPU networks, then prints one
-table: AP, AP50, AP75 on the validation set and the wall time of each method.
+For a seed it generates (once, cached under ``data/bench/seed<N>_d<difficulty>/``) a labeled set
+whose first ``--labeled`` persons are labeled, an unlabeled pool about ten times larger (the
+labeled images are in the pool too, paper protocol), and a separate validation set.
+
+Start: the paper initialises every network from ImageNet weights; we have none offline, so two
+supervised burn-in networks (``a`` and ``b``, labeled persons only, cached with the data) stand in
+for that start. Supervised C, Dual's A and SSPCM's A and C start from ``a``; the B teachers
+start from ``b``. Then every method trains ``--steps`` optimizer steps with the same tiny CPU
+networks and the same schedule, each in a fresh process (its own peak memory), and one table
+prints AP, AP50, AP75 on the validation set, wall time, time per step and peak RSS.
+``sspcm_cache`` is SSPCM with the previous-epoch teachers read from the pseudo-label store.
 
 It also measures the pseudo labels themselves against the synthetic truth on the pool (OKS AP
 of A_t, of B_t and of PCM's corrected label, built from the last two epochs' teachers), plus
 PCM's statistics (kept-joint fraction, pair choice, position inconsistency).
 With ``--json`` the last line is one JSON object:
-``{"supervised": {"AP": ...}, "dual": {...}, "sspcm": {...}, "pseudo_labels": {...}}``.
+``{"burn_in": {...}, "supervised": {"AP": ...}, "dual": {...}, "sspcm": {...}, "pseudo_labels": {...}}``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
+import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +43,7 @@ from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results
 from pipeline.heatmaps import heatmap_to_image
 from pipeline.models import build_model
 from pipeline.pcm import PCMConfig, correct_pseudo_labels, pcm_statistics
-from pipeline.schedule import LocalExecutor
+from pipeline.schedule import METHOD_ROLES, LocalExecutor
 from pipeline.synthetic import generate_dataset
 from pipeline.topdown_data import EvalDataset
 from pipeline.trainer import RunData, Trainer, build_local, load_run_data
@@ -58,8 +68,7 @@ def make_data(
     return {name: root / name for name in sets}
 
 
-def method_overrides(args: argparse.Namespace, data: dict[str, Path], method: str, out: Path) -> list[str]:
-    epochs = args.epochs
+def data_overrides(args: argparse.Namespace, data: dict[str, Path]) -> list[str]:
     return [
         f"data.labeled_ann={data['labeled'] / 'annotations.json'}",
         f"data.labeled_images={data['labeled'] / 'images'}",
@@ -68,17 +77,77 @@ def method_overrides(args: argparse.Namespace, data: dict[str, Path], method: st
         f"data.unlabeled_images={data['pool'] / 'images'}",
         f"data.val_ann={data['val'] / 'annotations.json'}",
         f"data.val_images={data['val'] / 'images'}",
+        f"optim.batch_size={args.batch_size}",
+        f"optim.unlabeled_batch_size={args.batch_size}",
+        "train.log_every=50",
+        f"train.num_threads={args.threads}",
+    ]
+
+
+# Which burn-in network each role starts from: the three reported networks (supervised C,
+# Dual's A, SSPCM's C) all start from the same weights; B starts from a second burn-in so that
+# the two teachers differ, as two ImageNet-initialised networks with different heads would.
+BURN_IN_OF_ROLE = {"teacher_a": "a", "teacher_b": "b", "student": "a"}
+
+
+def method_overrides(
+    args: argparse.Namespace, data: dict[str, Path], method: str, out: Path, burn_in: dict[str, Path]
+) -> list[str]:
+    epochs = args.epochs
+    inits = [
+        f"model.{role}_init={burn_in[BURN_IN_OF_ROLE[role]]}" for role in METHOD_ROLES[method] if burn_in
+    ]
+    return [
+        *data_overrides(args, data),
         f"method.name={method}",
         f"optim.epochs={epochs}",
         f"optim.steps_per_epoch={max(1, args.steps // epochs)}",
         f"optim.lr_steps=[{int(epochs * 0.7)},{int(epochs * 0.9)}]",
-        f"optim.batch_size={args.batch_size}",
-        f"optim.unlabeled_batch_size={args.batch_size}",
         f"train.seed={args.seed}",
         f"train.out_dir={out}",
-        "train.log_every=50",
+        *inits,
         *args.set,
     ]
+
+
+def burn_in(args: argparse.Namespace, data: dict[str, Path]) -> tuple[dict[str, Path], dict[str, float]]:
+    """Two supervised networks trained on the labeled set only, cached next to the data.
+
+    The CPU stand-in for the paper's ImageNet initialisation: from scratch, tiny networks need
+    thousands of steps before their heatmaps have peaks at all, and teachers without peaks give
+    PCM nothing to keep (score mask). Every method then starts from these weights, so the
+    comparison measures only what the unlabeled pool adds. Constant LR (no decay).
+    Returns the run directories and the AP of burn-in ``a`` (the reported networks' start).
+    """
+    runs, start_ap = {}, {}
+    epochs = max(1, args.burn_in_steps // 100)
+    for name, salt in (("a", 1), ("b", 2)):
+        out = data["labeled"].parent / f"burn_in_{args.burn_in_steps}_bs{args.batch_size}" / name
+        runs[name] = out
+        done = out / "eval.json"
+        final = out / "checkpoints" / f"step_{max(1, args.burn_in_steps // epochs) * epochs:08d}"
+        if not (done.is_file() and final.is_dir()):
+            log.info("=== burn-in %s: %d supervised steps (cached in %s)", name, args.burn_in_steps, out)
+            cfg = load_config(
+                REPO / "configs" / "synthetic_benchmark.yaml",
+                [
+                    *data_overrides(args, data),
+                    "method.name=supervised",
+                    f"optim.epochs={epochs}",
+                    f"optim.steps_per_epoch={max(1, args.burn_in_steps // epochs)}",
+                    "optim.lr_steps=[]",
+                    f"optim.lr={args.burn_in_lr}",
+                    f"train.seed={args.seed * 100 + salt}",
+                    f"train.out_dir={out}",
+                    "train.checkpoint_every_epochs=0",
+                    *args.set,
+                ],
+            )
+            data_run = load_run_data(cfg)
+            nets, pseudo = build_local(cfg, data_run)
+            Trainer(cfg, data_run, nets, pseudo, LocalExecutor()).train()
+        start_ap[name] = json.loads(done.read_text())["eval/student/AP"]
+    return runs, start_ap
 
 
 def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dict:
@@ -132,10 +201,28 @@ def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dic
     return quality
 
 
-def run_method(args, data_dirs, method: str) -> tuple[dict, float, dict]:
-    out = Path(args.out_dir) / f"seed{args.seed}" / method
+# Benchmark variants: (method, extra overrides). ``sspcm_cache`` is SSPCM with the
+# previous-epoch teachers read from the pseudo-label store instead of frozen copies.
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "supervised": ("supervised", []),
+    "dual": ("dual", []),
+    "sspcm": ("sspcm", ["method.previous_teachers=snapshot"]),
+    "sspcm_cache": ("sspcm", ["method.previous_teachers=cache"]),
+}
+
+
+def run_method(args, data_dirs, variant: str, burn_in_runs: dict[str, Path]) -> dict:
+    """Train one variant; returns its eval results, wall time, peak RSS and pseudo-label quality.
+
+    Runs in a fresh process (see ``main``), so ``peak_rss_mb`` is this variant's own peak.
+    """
+    setup_logging(args.log_level)
+    torch.set_num_threads(args.threads)
+    method, extra = VARIANTS[variant]
+    out = Path(args.out_dir) / f"seed{args.seed}" / variant
     cfg = load_config(
-        REPO / "configs" / "synthetic_benchmark.yaml", method_overrides(args, data_dirs, method, out)
+        REPO / "configs" / "synthetic_benchmark.yaml",
+        [*method_overrides(args, data_dirs, method, out, burn_in_runs), *extra],
     )
     data = load_run_data(cfg)
     t0 = time.perf_counter()
@@ -144,12 +231,20 @@ def run_method(args, data_dirs, method: str) -> tuple[dict, float, dict]:
     results = trainer.train()
     wall = time.perf_counter() - t0
     quality = {}
-    if method == "sspcm" and args.pseudo_label_quality:
+    if variant == "sspcm" and args.pseudo_label_quality:
         pool_only = RunData(
             data.skeleton, data.labeled, [p for p in data.unlabeled if p.image_id >= 100_000], data.val
         )
         quality = pseudo_label_quality(trainer, pool_only, data_dirs["pool"] / "annotations.json")
-    return results, wall, quality
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return {"results": results, "wall": wall, "quality": quality, "peak_rss_mb": peak_mb}
+
+
+def run_isolated(args, data_dirs, variant: str, burn_in_runs: dict[str, Path]) -> dict:
+    """``run_method`` in a spawned child process (own peak memory, no state left behind)."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(run_method, args, data_dirs, variant, burn_in_runs).result()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -158,14 +253,26 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--seed", type=int, default=0, help="chooses the data and the initialisation")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
-    parser.add_argument("--steps", type=int, default=1500, help="optimizer steps per method")
+    parser.add_argument("--steps", type=int, default=450, help="optimizer steps per method")
+    parser.add_argument("--burn-in-lr", type=float, default=2e-3, help="constant LR of the burn-in networks")
+    parser.add_argument(
+        "--burn-in-steps",
+        type=int,
+        default=1500,
+        help="supervised steps of the two shared starting networks (0 = every method from scratch)",
+    )
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (2 = this CI-size machine)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--labeled", type=int, default=300, help="labeled persons (first N)")
     parser.add_argument("--labeled-images", type=int, default=200)
     parser.add_argument("--pool-images", type=int, default=1600)
     parser.add_argument("--val-images", type=int, default=200)
-    parser.add_argument("--methods", default="supervised,dual,sspcm")
+    parser.add_argument(
+        "--methods",
+        default="supervised,dual,sspcm",
+        help=f"comma-separated, from: {', '.join(VARIANTS)} (sspcm_cache: previous teachers from the store)",
+    )
     parser.add_argument(
         "--difficulty", type=float, default=0.5, help="synthetic difficulty in [0, 1] (1 = the demo set)"
     )
@@ -180,10 +287,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.epochs, args.batch_size, args.labeled = 4, 2, 4, 20
+        args.burn_in_steps = min(args.burn_in_steps, 4)
         args.labeled_images, args.pool_images, args.val_images = 12, 24, 8
         args.data_dir = str(Path(args.out_dir) / "quick_data")
     setup_logging(args.log_level)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     data_dirs = make_data(
         Path(args.data_dir) / f"seed{args.seed}_d{args.difficulty:g}",
         args.seed,
@@ -193,30 +301,55 @@ def main(argv: list[str] | None = None) -> dict:
         args.difficulty,
     )
     table: dict[str, dict] = {}
-    for method in args.methods.split(","):
-        log.info("=== %s (seed %d, %d steps)", method, args.seed, args.steps)
-        results, wall, quality = run_method(args, data_dirs, method)
-        primary = "teacher_a" if method == "dual" else "student"  # one tiny network each
+    burn_in_runs: dict[str, Path] = {}
+    if args.burn_in_steps > 0:
+        t0 = time.perf_counter()
+        burn_in_runs, start_ap = burn_in(args, data_dirs)
+        table["burn_in"] = {
+            "AP_a": start_ap["a"],
+            "AP_b": start_ap["b"],
+            "wall_s": round(time.perf_counter() - t0, 1),
+        }
+    for variant in args.methods.split(","):
+        if variant not in VARIANTS:
+            parser.error(f"unknown method {variant!r}; choose from {', '.join(VARIANTS)}")
+    for variant in args.methods.split(","):
+        log.info("=== %s (seed %d, %d steps)", variant, args.seed, args.steps)
+        run = run_isolated(args, data_dirs, variant, burn_in_runs)
+        results = run["results"]
+        primary = "teacher_a" if variant == "dual" else "student"  # one tiny network each
         row = {k: results[f"eval/{primary}/{k}"] for k in ("AP", "AP50", "AP75")}
         row["network"] = primary
         if "eval/ensemble_ab/AP" in results:
             row["ensemble_AP"] = results["eval/ensemble_ab/AP"]
-        row["wall_s"] = round(wall, 1)
-        table[method] = row
-        if quality:
-            table["pseudo_labels"] = quality
+        row["wall_s"] = round(run["wall"], 1)
+        row["step_s"] = round(run["wall"] / args.steps, 3)
+        row["peak_rss_mb"] = round(run["peak_rss_mb"])
+        table[variant] = row
+        if run["quality"]:
+            table["pseudo_labels"] = run["quality"]
     print(
         f"\nSynthetic benchmark, seed {args.seed}: {args.labeled} labeled persons, "
         f"{args.steps} steps per method"
     )
-    print(f"{'method':<12}{'network':<13}{'AP':>7}{'AP50':>7}{'AP75':>7}{'A+B AP':>8}{'wall s':>8}")
+    print(
+        f"{'method':<12}{'network':<11}{'AP':>7}{'AP50':>7}{'AP75':>7}{'A+B AP':>8}{'wall s':>8}"
+        f"{'s/step':>8}{'peak MB':>9}"
+    )
+    if "burn_in" in table:
+        b = table["burn_in"]
+        print(
+            f"start: burn-in of {args.burn_in_steps} supervised steps, AP {b['AP_a']:.3f} (A, C) and "
+            f"{b['AP_b']:.3f} (B), {b['wall_s']:.0f} s (0 when cached)"
+        )
     for method, row in table.items():
-        if method == "pseudo_labels":
+        if method in ("pseudo_labels", "burn_in"):
             continue
         ens = row.get("ensemble_AP")
         print(
-            f"{method:<12}{row['network']:<13}{row['AP']:>7.3f}{row['AP50']:>7.3f}{row['AP75']:>7.3f}"
-            f"{(f'{ens:.3f}' if ens is not None else '-'):>8}{row['wall_s']:>8.0f}"
+            f"{method:<12}{row['network']:<11}{row['AP']:>7.3f}{row['AP50']:>7.3f}{row['AP75']:>7.3f}"
+            f"{(f'{ens:.3f}' if ens is not None else '-'):>8}{row['wall_s']:>8.0f}{row['step_s']:>8.2f}"
+            f"{row['peak_rss_mb']:>9.0f}"
         )
     if "pseudo_labels" in table:
         q = table["pseudo_labels"]

@@ -281,14 +281,11 @@ def resolve_network_checkpoint(path: str | Path, role: str = "student") -> Path 
     p = Path(path)
     if p.is_file():
         return p
-    if (p / f"{role}.pt").is_file():
-        return p / f"{role}.pt"
-    latest = latest_checkpoint(p)
-    if latest is not None:
-        candidates = [latest / f"{r}.pt" for r in (role, "student", "teacher_a")]
-        for c in candidates:
-            if c.is_file():
-                return c
+    # the role's own file, else the network a run of another method has (supervised: student)
+    for ckpt in (p, latest_checkpoint(p)):
+        for r in (role, "student", "teacher_a"):
+            if ckpt is not None and (ckpt / f"{r}.pt").is_file():
+                return ckpt / f"{r}.pt"
     raise FileNotFoundError(f"no network checkpoint for role {role!r} at {p}")
 
 

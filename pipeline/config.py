@@ -69,6 +69,12 @@ class ModelConfig:
     student: str = "simplebaseline_resnet18"
     teacher_pretrained: str | None = None
     student_pretrained: str | None = None
+    # Start a network from a trained POSE checkpoint of this project (the whole model, head
+    # included): a ``<role>.pt`` file, a checkpoint directory or a run directory (its latest
+    # checkpoint), local or a URI. E.g. supervised burn-in runs, or released teachers.
+    teacher_a_init: str | None = None
+    teacher_b_init: str | None = None
+    student_init: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pipeline.checkpoints import load_network_file, resolve_network_checkpoint
 from pipeline.losses import joints_mse_loss
 from pipeline.models import build_model
 
@@ -31,6 +32,8 @@ class NetworkSpec:
     model_name: str
     num_joints: int
     pretrained: str | None = None
+    # A pose checkpoint of this project to start from (whole model); see ModelConfig.*_init.
+    init_weights: str | None = None
     lr: float = 1e-3
     weight_decay: float = 0.0
     lr_steps: tuple[int, ...] = (70, 90)
@@ -47,6 +50,26 @@ def _to_tensor(x, device: torch.device, dtype=torch.float32) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     return x.to(device=device, dtype=dtype, non_blocking=True)
+
+
+def load_pose_weights(model: torch.nn.Module, spec: NetworkSpec) -> str:
+    """Copy a trained pose checkpoint (``spec.init_weights``) into ``model``, head included.
+
+    The checkpoint must hold the same architecture and number of joints; anything else is a
+    ValueError naming the file and the mismatch. Returns the resolved file.
+    """
+    path = resolve_network_checkpoint(spec.init_weights, spec.role)
+    state = load_network_file(path)
+    their = state["spec"]
+    if their.get("model_name") != spec.model_name or their.get("num_joints") != spec.num_joints:
+        raise ValueError(
+            f"{path}: model.{spec.role}_init holds a {their.get('model_name')} with "
+            f"{their.get('num_joints')} joints, but the {spec.role} is a {spec.model_name} "
+            f"with {spec.num_joints} joints"
+        )
+    model.load_state_dict(state["model"])
+    log.info("%s starts from %s (%s)", spec.role, path, spec.model_name)
+    return str(path)
 
 
 class Network:
@@ -69,7 +92,10 @@ class Network:
         # Seed per role so that A and B start from different weights but reproducibly.
         role_offset = ROLES.index(spec.role) if spec.role in ROLES else 0
         torch.manual_seed(spec.seed * 1000 + role_offset)
-        self.model = build_model(spec.model_name, spec.num_joints, pretrained=spec.pretrained).to(self.device)
+        self.model = build_model(spec.model_name, spec.num_joints, pretrained=spec.pretrained)
+        if spec.init_weights:
+            load_pose_weights(self.model, spec)
+        self.model = self.model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(spec.lr_steps), gamma=spec.lr_factor

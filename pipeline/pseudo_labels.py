@@ -130,9 +130,7 @@ class PseudoLabeler:
             out.append(hm)
         return out[0], out[1]
 
-    def _write_store(
-        self, unlabeled: dict, epoch: int, step: int, hm_a, hm_b, pcm: PCMOutput
-    ) -> None:
+    def _write_store(self, unlabeled: dict, epoch: int, step: int, hm_a, hm_b, pcm: PCMOutput) -> None:
         from pipeline.pseudo_label_store import PseudoLabelRows
 
         n = len(unlabeled["images"])

@@ -52,6 +52,7 @@ def network_specs(cfg: Config, num_joints: int) -> dict[str, NetworkSpec]:
             model_name=cfg.model.teacher if teacher else cfg.model.student,
             num_joints=num_joints,
             pretrained=cfg.model.teacher_pretrained if teacher else cfg.model.student_pretrained,
+            init_weights=getattr(cfg.model, f"{role}_init"),
             lr=cfg.optim.lr,
             weight_decay=cfg.optim.weight_decay,
             lr_steps=cfg.optim.lr_steps,
@@ -328,8 +329,8 @@ class Trainer:
         self.epoch += 1
         self.step_in_epoch = 0
         every = cfg.train.checkpoint_every_epochs
-        if every and (self.epoch % every == 0 or self.epoch == cfg.optim.epochs):
-            self.save()
+        if (every and self.epoch % every == 0) or self.epoch == cfg.optim.epochs:
+            self.save()  # the final state is always saved
         every = cfg.train.eval_every_epochs
         if every and self.epoch % every == 0 and self.epoch < cfg.optim.epochs:
             logger.log(self.global_step, {"epoch": self.epoch, **self.evaluate()})

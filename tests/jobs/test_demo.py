@@ -23,10 +23,17 @@ def test_demo_runs_sspcm_over_ray_next_to_supervised(tmp_path, ray_session, caps
         "--optim.lr_steps=[1]",
         f"--train.out_dir={tmp_path / 'run'}",
     ]
-    summary = demo_main(["--train-images", "8", "--val-images", "3", "--log-level=WARNING", *overrides])
+    args = ["--train-images", "8", "--val-images", "3", "--burn-in-steps", "2", "--log-level=WARNING"]
+    summary = demo_main([*args, *overrides])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
-    for key in ("untrained_AP", "supervised_AP", "sspcm_student_AP", "sspcm_ensemble_AP"):
+    for key in ("untrained_AP", "burn_in_a_AP", "supervised_AP", "sspcm_student_AP", "sspcm_ensemble_AP"):
         assert 0.0 <= summary[key] <= 1.0
+    # both the baseline and SSPCM start from the burn-in networks
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    for name in ("a", "b"):
+        assert (tmp_path / f"run_burn_in_{name}" / "eval.json").is_file()
+        assert str(tmp_path / f"run_burn_in_{name}") in config
+    assert str(tmp_path / "run_burn_in_a") in (tmp_path / "run_supervised" / "config.yaml").read_text()
     # the SSPCM run went through the Ray driver and wrote its checkpoints and pseudo labels
     run = tmp_path / "run"
     ckpt = sorted((run / "checkpoints").iterdir())[-1]

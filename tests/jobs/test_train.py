@@ -44,6 +44,13 @@ def test_supervised_run_writes_everything(synthetic_data, tmp_path):
     assert again["AP"] == pytest.approx(results["eval/student/AP"], abs=1e-12)
 
 
+def test_final_state_is_saved_without_epoch_checkpoints(synthetic_data, tmp_path):
+    out = tmp_path / "run"
+    train_main(_args(synthetic_data, out, extra=["--train.checkpoint_every_epochs=0", "--optim.epochs=3"]))
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["step_00000000", "step_00000006"]
+
+
 def _student_weights(run_dir):
     ckpts = sorted((run_dir / "checkpoints").iterdir())
     return torch.load(ckpts[-1] / "student.pt", weights_only=False)["model"]

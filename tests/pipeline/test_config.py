@@ -61,3 +61,12 @@ def test_every_shipped_config_loads():
     assert configs, "no configs shipped"
     for p in configs:
         load_config(p)
+
+
+def test_init_checkpoints_reach_each_role():
+    from pipeline.trainer import network_specs
+
+    cfg = load_config(None, ["method.name=sspcm", "model.teacher_b_init=runs/b", "model.student_init=runs/a"])
+    specs = network_specs(cfg, 17)
+    inits = [specs[r].init_weights for r in ("teacher_a", "teacher_b", "student")]
+    assert inits == [None, "runs/b", "runs/a"]

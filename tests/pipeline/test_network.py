@@ -80,3 +80,36 @@ def test_lr_schedule_steps_at_epochs():
         lrs.append(net.optimizer.param_groups[0]["lr"])
         net.end_epoch(keep_snapshot=False)
     assert lrs == pytest.approx([1.0, 1.0, 0.1])
+
+
+def _save_network(net: Network, path) -> None:
+    torch.save(net.state_dict(), path)
+
+
+def test_init_weights_start_from_a_trained_pose_checkpoint(tmp_path):
+    trained = Network(spec("student"))
+    trained.train_step(batch(0))
+    _save_network(trained, tmp_path / "student.pt")
+    # a teacher started from the student's file: same model weights, fresh optimizer and counters
+    teacher = Network(NetworkSpec(**{**spec("teacher_b").__dict__, "init_weights": str(tmp_path)}))
+    for k, v in trained.get_weights().items():
+        np.testing.assert_array_equal(v, teacher.get_weights()[k])
+    assert teacher.step == 0 and not teacher.optimizer.state
+    fresh = Network(spec("teacher_b"))
+    assert any(
+        not np.array_equal(v, fresh.get_weights()[k])
+        for k, v in teacher.get_weights().items()
+        if v.dtype.kind == "f"
+    )
+
+
+def test_init_weights_of_another_architecture_is_a_clear_error(tmp_path):
+    _save_network(Network(spec("student")), tmp_path / "student.pt")
+    other = NetworkSpec(
+        **{**spec().__dict__, "model_name": "small", "init_weights": str(tmp_path / "student.pt")}
+    )
+    with pytest.raises(ValueError, match=r"student\.pt.*tiny.*small"):
+        Network(other)
+    missing = NetworkSpec(**{**spec().__dict__, "init_weights": str(tmp_path / "nope")})
+    with pytest.raises(FileNotFoundError, match="nope"):
+        Network(missing)

@@ -1,0 +1,32 @@
+"""The synthetic benchmark end to end at toy size: burn-in, methods, JSON contract."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_prints_the_json_contract(tmp_path):
+    cmd = [
+        sys.executable, "-m", "bench.semi_supervised", "--quick", "--json", "--seed", "3",
+        "--methods", "supervised,sspcm", "--out-dir", str(tmp_path),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"burn_in", "supervised", "sspcm", "pseudo_labels"} <= set(table)
+    for method in ("supervised", "sspcm"):
+        row = table[method]
+        assert 0.0 <= row["AP"] <= 1.0 and row["network"] == "student"
+        assert row["step_s"] > 0 and row["peak_rss_mb"] > 100
+    assert {"A_t", "B_t", "PCM", "mean_AB", "pcm_stats"} <= set(table["pseudo_labels"])
+    # every method starts from the shared burn-in: C and A from burn-in a, B from burn-in b
+    sspcm_cfg = yaml.safe_load((tmp_path / "seed3" / "sspcm" / "config.yaml").read_text())["model"]
+    sup_cfg = yaml.safe_load((tmp_path / "seed3" / "supervised" / "config.yaml").read_text())["model"]
+    assert sspcm_cfg["student_init"] == sspcm_cfg["teacher_a_init"] == sup_cfg["student_init"]
+    assert sspcm_cfg["teacher_b_init"] != sspcm_cfg["teacher_a_init"]
+    assert Path(sspcm_cfg["teacher_b_init"]).name == "b" and Path(sup_cfg["student_init"]).is_dir()
