@@ -1,10 +1,11 @@
 """The demo: synthetic people -> SSPCM through the Ray driver -> COCO AP next to a supervised baseline.
 
     python -m jobs.demo [--config configs/demo.yaml] [--train-images 600] [--val-images 100]
-                        [--burn-in-steps 1000] [--burn-in-lr 2e-3] [--runtime ray|local]
+                        [--difficulty 0.5] [--burn-in-steps 1000] [--burn-in-lr 2e-3] [--runtime ray|local]
                         [--section.field=value ...]
 
-Generates the synthetic data set under ``data/synthetic/`` if it is not there, then:
+Generates the synthetic data set under ``data/synthetic/`` (difficulty 0.5, as the benchmark) unless
+a set made the same way is there, then:
   1. evaluates an untrained student (the floor),
   2. burn-in: trains two small networks in-process on the labeled persons only (supervised,
      ``--burn-in-steps`` each; the offline stand-in for the paper's ImageNet start) and prints
@@ -34,13 +35,25 @@ from pipeline.trainer import Trainer, build_local, load_run_data, train_local
 log = logging.getLogger("jobs.demo")
 
 
-def ensure_synthetic(root: Path, train_images: int, val_images: int, seed: int) -> None:
-    """Generate ``root/train`` and ``root/val`` (disjoint image ids) unless already present."""
+def ensure_synthetic(
+    root: Path, train_images: int, val_images: int, seed: int, difficulty: float = 0.5
+) -> None:
+    """Generate ``root/train`` and ``root/val`` (disjoint image ids) unless already present.
+
+    ``root/<set>/generated.json`` records how a set was made; a set made with other settings
+    (or by an older demo, without that file) is generated again.
+    """
     for name, n, start, s in (("train", train_images, 1, seed), ("val", val_images, 1_000_000, seed + 1)):
-        if (root / name / "annotations.json").is_file():
-            continue
-        log.info("generating synthetic %s set: %d images -> %s", name, n, root / name)
-        generate_dataset(root / name, seed=s, num_images=n, start_id=start)
+        recipe = {"seed": s, "images": n, "start_id": start, "difficulty": difficulty}
+        marker = root / name / "generated.json"
+        if (root / name / "annotations.json").is_file() and marker.is_file():
+            if json.loads(marker.read_text()) == recipe:
+                continue
+        log.info(
+            "generating synthetic %s set: %d images, difficulty %g -> %s", name, n, difficulty, root / name
+        )
+        generate_dataset(root / name, seed=s, num_images=n, start_id=start, difficulty=difficulty, workers=2)
+        marker.write_text(json.dumps(recipe))
 
 
 def _variant(cfg: Config, method: str, suffix: str) -> Config:
@@ -60,6 +73,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument(
+        "--difficulty", type=float, default=0.5, help="synthetic difficulty in [0, 1] (as the benchmark)"
+    )
+    parser.add_argument(
         "--burn-in-steps",
         type=int,
         default=1000,
@@ -74,7 +90,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.runtime:
         cfg = dataclasses.replace(cfg, resources=dataclasses.replace(cfg.resources, runtime=args.runtime))
     ensure_synthetic(
-        Path(cfg.data.labeled_ann).parent.parent, args.train_images, args.val_images, args.data_seed
+        Path(cfg.data.labeled_ann).parent.parent,
+        args.train_images,
+        args.val_images,
+        args.data_seed,
+        args.difficulty,
     )
     summary: dict = {}
 
