@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from pipeline.atomic_files import atomic_write
 from pipeline.datasets import AnnotationError, read_json
 from pipeline.skeletons import AIC14, MPII16, Skeleton
 
@@ -231,15 +230,5 @@ def _json_default(value: Any) -> Any:
 
 def write_coco_json(data: dict, path: str | Path) -> None:
     """Write ``data`` as JSON atomically: a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, default=_json_default)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, default=_json_default)

@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from pipeline.atomic_files import atomic_write
 from pipeline.skeletons import MPII16, skeleton_for_num_joints
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,8 @@ def make_keypoint_results(
 
 def write_results(results: list[dict], path: str | Path) -> None:
     """Write a COCO results JSON atomically (temporary file then rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(results, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
 
 
 def load_coco_annotations(ann: str | Path | COCO) -> COCO:

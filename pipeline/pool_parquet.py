@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.atomic_files import atomic_write
 from pipeline.images import ImageError, decode_image, load_image
 from pipeline.topdown_data import LabeledDataset, UnlabeledDataset
 from pipeline.views import AugmentRanges, ViewParams, box_to_center_size, make_view, sample_view_params
@@ -100,9 +100,8 @@ class PackedPerson:
 
 
 def _atomic_write_table(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, row_group_size=row_group_size, compression="none", write_statistics=False)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        pq.write_table(table, f, row_group_size=row_group_size, compression="none", write_statistics=False)
 
 
 def _relative_name(path: str, image_dir: Path) -> str:
@@ -209,9 +208,8 @@ def pack_pool(
         "num_persons": len(persons),
         "source": source,
     }
-    tmp = out / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, out / MANIFEST)
+    with atomic_write(out / MANIFEST, "w") as f:
+        json.dump(manifest, f, indent=2)
     log.info("pack %s: %d persons on %d images in %d file(s)", out, len(persons), len(ids), len(files))
     return manifest
 

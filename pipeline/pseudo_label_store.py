@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipeline.atomic_files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -163,19 +163,6 @@ def _latest_per_person(keys: np.ndarray, person: np.ndarray) -> np.ndarray:
     return order[first]
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. a file system that cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class PseudoLabelStore:
     """Write and read the pseudo-label store at ``root`` (a local directory).
 
@@ -196,10 +183,8 @@ class PseudoLabelStore:
         if meta_path.is_file():
             self._check_meta(_read_meta(meta_path), meta_path)
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{STORE_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(self._meta(), indent=2))
-        os.replace(tmp, meta_path)
+        with atomic_write(meta_path, "w") as f:
+            json.dump(self._meta(), f, indent=2)
 
     def _meta(self) -> dict:
         return {
@@ -314,18 +299,8 @@ class PseudoLabelStore:
         file, fsync, rename); replaces an earlier write of the same (epoch, key). Returns the path."""
         table = self.to_table(epoch, key, rows)
         final = self.file_for(epoch, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp", dir=final.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pq.write_table(table, f, compression="zstd", compression_level=ZSTD_LEVEL)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp_name, final)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        _fsync_dir(final.parent)
+        with atomic_write(final) as f:
+            pq.write_table(table, f, compression="zstd", compression_level=ZSTD_LEVEL)
         self._index.pop(int(epoch), None)
         return final
 

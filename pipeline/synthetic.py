@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,6 +44,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.atomic_files import atomic_write
 from pipeline.skeletons import COCO17
 
 log = logging.getLogger(__name__)
@@ -931,10 +931,8 @@ def _make_and_write(args: tuple[Path, int, int, tuple[int, int], int, float]) ->
 
 def write_json_atomic(path: Path, obj: dict) -> None:
     """Write ``obj`` as JSON to ``path`` via a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(obj, f, separators=(",", ":"))
-    os.replace(tmp, path)
 
 
 def generate_dataset(

@@ -1,0 +1,18 @@
+import pytest
+
+from pipeline.atomic_files import atomic_write
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "sub" / "a.json"
+    with atomic_write(target, "w") as f:
+        f.write("old")
+    assert target.read_text() == "old"
+    with pytest.raises(RuntimeError), atomic_write(target, "w") as f:
+        f.write("half of the new")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"  # untouched, and no temporary file left behind
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.json"]
+    with atomic_write(target) as f:
+        f.write(b"new")
+    assert target.read_bytes() == b"new"
