@@ -1,25 +1,30 @@
 """Does unlabeled data help? Supervised vs Dual Network vs SSPCM on the synthetic benchmark.
 
     python -m bench.semi_supervised --seed N [--json] [--steps 450] [--burn-in-steps 1500] [--threads 2]
-                                    [--methods supervised,dual,sspcm[,sspcm_cache]] [--quick]
+                                    [--methods supervised,dual,sspcm[,sspcm_cache]] [--bootstrap-draws 200]
+                                    [--set section.field=value ...] [--quick]
 
 For a seed it generates (once, cached under ``data/bench/seed<N>_d<difficulty>/``) a labeled set
 whose first ``--labeled`` persons are labeled, an unlabeled pool about ten times larger (the
 labeled images are in the pool too, paper protocol), and a separate validation set.
 
-Start: the paper initialises every network from ImageNet weights; we have none offline, so two
-supervised burn-in networks (``a`` and ``b``, labeled persons only, cached with the data) stand in
-for that start. Supervised C, Dual's A and SSPCM's A and C start from ``a``; the B teachers
-start from ``b``. Then every method trains ``--steps`` optimizer steps with the same tiny CPU
-networks and the same schedule, each in a fresh process (its own peak memory), and one table
-prints AP, AP50, AP75 on the validation set, wall time, time per step and peak RSS.
+Start: the paper initialises every network from ImageNet weights; we have none offline, so
+supervised burn-in networks (labeled persons only, cached with the data) stand in for that
+start. The reported networks (supervised C, Dual's A, SSPCM's C) all start from burn-in ``a``;
+their teachers from independent burn-ins (Dual's B from ``b``; SSPCM's B from ``b`` and A from
+``c``), as separately initialised networks would. Then every method trains ``--steps`` optimizer
+steps with the same tiny CPU networks and the same schedule, each in a fresh process (its own
+peak memory), and one table prints AP, AP50, AP75 on the validation set, wall time, time per
+step and peak RSS, then each margin (SSPCM - Dual, Dual - supervised, SSPCM - supervised) with
+a 95 % interval from a paired bootstrap over the validation images (``bench.paired_bootstrap``).
 ``sspcm_cache`` is SSPCM with the previous-epoch teachers read from the pseudo-label store.
 
 It also measures the pseudo labels themselves against the synthetic truth on the pool (OKS AP
 of A_t, of B_t and of PCM's corrected label, built from the last two epochs' teachers), plus
 PCM's statistics (kept-joint fraction, pair choice, position inconsistency).
 With ``--json`` the last line is one JSON object:
-``{"burn_in": {...}, "supervised": {"AP": ...}, "dual": {...}, "sspcm": {...}, "pseudo_labels": {...}}``.
+``{"burn_in": {...}, "supervised": {"AP": ...}, "dual": {...}, "sspcm": {...}, "pseudo_labels": {...},
+"margins": {"sspcm-dual": {"diff": ..., "ci95": [...], "p_a_above_b": ...}, ...}}``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.paired_bootstrap import paired_bootstrap
 from jobs.cli import setup_logging
 from pipeline.checkpoints import list_checkpoints
 from pipeline.config import load_config
@@ -43,7 +49,7 @@ from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results
 from pipeline.heatmaps import heatmap_to_image
 from pipeline.models import build_model
 from pipeline.pcm import PCMConfig, correct_pseudo_labels, pcm_statistics
-from pipeline.schedule import METHOD_ROLES, LocalExecutor
+from pipeline.schedule import LocalExecutor
 from pipeline.synthetic import generate_dataset
 from pipeline.topdown_data import EvalDataset
 from pipeline.trainer import RunData, Trainer, build_local, load_run_data
@@ -84,19 +90,25 @@ def data_overrides(args: argparse.Namespace, data: dict[str, Path]) -> list[str]
     ]
 
 
-# Which burn-in network each role starts from: the three reported networks (supervised C,
-# Dual's A, SSPCM's C) all start from the same weights; B starts from a second burn-in so that
-# the two teachers differ, as two ImageNet-initialised networks with different heads would.
-BURN_IN_OF_ROLE = {"teacher_a": "a", "teacher_b": "b", "student": "a"}
+# Which burn-in network each role of each method starts from. The reported networks
+# (supervised C, Dual's A, SSPCM's C) all start from the same weights ``a``. The teachers that
+# teach them start from other burn-ins, as independently initialised networks would in the
+# paper: Dual's B from ``b``; SSPCM's B from ``b`` and its A from a third burn-in ``c``. (With A
+# a copy of C, half of C's PCM label would at first be C's own prediction.)
+BURN_IN_OF_ROLE = {
+    "supervised": {"student": "a"},
+    "dual": {"teacher_a": "a", "teacher_b": "b"},
+    "sspcm": {"teacher_a": "c", "teacher_b": "b", "student": "a"},
+}
+BURN_IN_SALTS = {"a": 1, "b": 2, "c": 3}  # seed offsets of the burn-in networks
 
 
 def method_overrides(
     args: argparse.Namespace, data: dict[str, Path], method: str, out: Path, burn_in: dict[str, Path]
 ) -> list[str]:
     epochs = args.epochs
-    inits = [
-        f"model.{role}_init={burn_in[BURN_IN_OF_ROLE[role]]}" for role in METHOD_ROLES[method] if burn_in
-    ]
+    starts = BURN_IN_OF_ROLE[method] if burn_in else {}
+    inits = [f"model.{role}_init={burn_in[name]}" for role, name in starts.items()]
     return [
         *data_overrides(args, data),
         f"method.name={method}",
@@ -110,18 +122,22 @@ def method_overrides(
     ]
 
 
-def burn_in(args: argparse.Namespace, data: dict[str, Path]) -> tuple[dict[str, Path], dict[str, float]]:
-    """Two supervised networks trained on the labeled set only, cached next to the data.
+def burn_in(
+    args: argparse.Namespace, data: dict[str, Path], names: list[str]
+) -> tuple[dict[str, Path], dict[str, float]]:
+    """Supervised networks ``names`` (of ``BURN_IN_SALTS``) trained on the labeled set only,
+    cached next to the data.
 
     The CPU stand-in for the paper's ImageNet initialisation: from scratch, tiny networks need
     thousands of steps before their heatmaps have peaks at all, and teachers without peaks give
     PCM nothing to keep (score mask). Every method then starts from these weights, so the
     comparison measures only what the unlabeled pool adds. Constant LR (no decay).
-    Returns the run directories and the AP of burn-in ``a`` (the reported networks' start).
+    Returns the run directories and the validation AP of each burn-in network.
     """
     runs, start_ap = {}, {}
     epochs = max(1, args.burn_in_steps // 100)
-    for name, salt in (("a", 1), ("b", 2)):
+    for name in names:
+        salt = BURN_IN_SALTS[name]
         out = data["labeled"].parent / f"burn_in_{args.burn_in_steps}_bs{args.batch_size}" / name
         runs[name] = out
         done = out / "eval.json"
@@ -170,7 +186,12 @@ def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dic
             models[f"{role}_{tag}"] = m.eval()
     ds = EvalDataset(data.unlabeled, codec, data.skeleton)
     loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=False)
-    pcm_cfg = PCMConfig(score_thr=cfg.method.pcm_score_thr, pi_thr=cfg.method.pcm_pi_thr)
+    pcm_cfg = PCMConfig(
+        score_thr=cfg.method.pcm_score_thr,
+        pi_thr=cfg.method.pcm_pi_thr,
+        label=cfg.method.pcm_label,
+        sigma=cfg.codec.sigma,
+    )
     preds: dict[str, list] = {"A_t": [], "B_t": [], "PCM": [], "mean_AB": []}
     ids, stats = [], []
     with torch.no_grad():
@@ -247,6 +268,25 @@ def run_isolated(args, data_dirs, variant: str, burn_in_runs: dict[str, Path]) -
         return pool.submit(run_method, args, data_dirs, variant, burn_in_runs).result()
 
 
+MARGINS = (("sspcm", "dual"), ("dual", "supervised"), ("sspcm", "supervised"))
+
+
+def margins(args: argparse.Namespace, data_dirs: dict[str, Path], table: dict) -> dict[str, dict]:
+    """Paired bootstrap (``bench.paired_bootstrap``) of each margin between the methods that ran,
+    on their validation results files; keys like ``"sspcm-dual"``."""
+    out = {}
+    for first, second in MARGINS:
+        if first in table and second in table:
+            files = [
+                Path(args.out_dir) / f"seed{args.seed}" / m / f"results_{table[m]['network']}.json"
+                for m in (first, second)
+            ]
+            ann = data_dirs["val"] / "annotations.json"
+            draws = args.bootstrap_draws
+            out[f"{first}-{second}"] = paired_bootstrap(ann, *files, draws=draws, seed=args.seed)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -282,6 +322,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-dir", default=str(REPO / "data" / "bench"))
     parser.add_argument("--out-dir", default=str(REPO / "runs" / "bench"))
     parser.add_argument("--no-pseudo-label-quality", dest="pseudo_label_quality", action="store_false")
+    parser.add_argument(
+        "--bootstrap-draws",
+        type=int,
+        default=200,
+        help="paired bootstrap of each margin over validation images (0 = off)",
+    )
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run of the whole pipeline")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -290,6 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.burn_in_steps = min(args.burn_in_steps, 4)
         args.labeled_images, args.pool_images, args.val_images = 12, 24, 8
         args.data_dir = str(Path(args.out_dir) / "quick_data")
+        args.bootstrap_draws = min(args.bootstrap_draws, 5)
     setup_logging(args.log_level)
     torch.set_num_threads(args.threads)
     data_dirs = make_data(
@@ -300,20 +347,21 @@ def main(argv: list[str] | None = None) -> dict:
         args.val_images,
         args.difficulty,
     )
+    variants = args.methods.split(",")
+    for variant in variants:
+        if variant not in VARIANTS:
+            parser.error(f"unknown method {variant!r}; choose from {', '.join(VARIANTS)}")
     table: dict[str, dict] = {}
     burn_in_runs: dict[str, Path] = {}
     if args.burn_in_steps > 0:
         t0 = time.perf_counter()
-        burn_in_runs, start_ap = burn_in(args, data_dirs)
+        needed = sorted({n for v in variants for n in BURN_IN_OF_ROLE[VARIANTS[v][0]].values()})
+        burn_in_runs, start_ap = burn_in(args, data_dirs, needed)
         table["burn_in"] = {
-            "AP_a": start_ap["a"],
-            "AP_b": start_ap["b"],
+            **{f"AP_{name}": ap for name, ap in start_ap.items()},
             "wall_s": round(time.perf_counter() - t0, 1),
         }
-    for variant in args.methods.split(","):
-        if variant not in VARIANTS:
-            parser.error(f"unknown method {variant!r}; choose from {', '.join(VARIANTS)}")
-    for variant in args.methods.split(","):
+    for variant in variants:
         log.info("=== %s (seed %d, %d steps)", variant, args.seed, args.steps)
         run = run_isolated(args, data_dirs, variant, burn_in_runs)
         results = run["results"]
@@ -328,6 +376,8 @@ def main(argv: list[str] | None = None) -> dict:
         table[variant] = row
         if run["quality"]:
             table["pseudo_labels"] = run["quality"]
+    if args.bootstrap_draws > 0:
+        table["margins"] = margins(args, data_dirs, table)
     print(
         f"\nSynthetic benchmark, seed {args.seed}: {args.labeled} labeled persons, "
         f"{args.steps} steps per method"
@@ -338,12 +388,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if "burn_in" in table:
         b = table["burn_in"]
+        aps = ", ".join(f"{k[3:]} {v:.3f}" for k, v in b.items() if k.startswith("AP_"))
         print(
-            f"start: burn-in of {args.burn_in_steps} supervised steps, AP {b['AP_a']:.3f} (A, C) and "
-            f"{b['AP_b']:.3f} (B), {b['wall_s']:.0f} s (0 when cached)"
+            f"start: burn-in networks of {args.burn_in_steps} supervised steps, AP {aps} "
+            f"(C and Dual's A start from a), {b['wall_s']:.0f} s (0 when cached)"
         )
     for method, row in table.items():
-        if method in ("pseudo_labels", "burn_in"):
+        if method in ("pseudo_labels", "burn_in", "margins"):
             continue
         ens = row.get("ensemble_AP")
         print(
@@ -358,6 +409,11 @@ def main(argv: list[str] | None = None) -> dict:
             f"mean(A_t,B_t) {q['mean_AB']:.3f}  PCM {q['PCM']:.3f}"
         )
         print("PCM statistics: " + ", ".join(f"{k} {v:.3f}" for k, v in q["pcm_stats"].items()))
+    for pair, m in table.get("margins", {}).items():
+        print(
+            f"margin {pair}: {m['diff']:+.4f} AP, 95 % interval [{m['ci95'][0]:+.4f}, {m['ci95'][1]:+.4f}], "
+            f"above in {100 * m['p_a_above_b']:.0f} % of {m['draws']} resamples of the val images"
+        )
     if args.json:
         print(json.dumps(table))
     return table

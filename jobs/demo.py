@@ -7,12 +7,13 @@
 Generates the synthetic data set under ``data/synthetic/`` (difficulty 0.5, as the benchmark) unless
 a set made the same way is there, then:
   1. evaluates an untrained student (the floor),
-  2. burn-in: trains two small networks in-process on the labeled persons only (supervised,
+  2. burn-in: trains three small networks in-process on the labeled persons only (supervised,
      ``--burn-in-steps`` each; the offline stand-in for the paper's ImageNet start) and prints
      the AP of the first: this is the plain supervised result after a few CPU minutes,
   3. goes on with the supervised baseline (the student alone, from burn-in ``a``) for the
      config's steps,
-  4. trains SSPCM for the same steps (A and C from burn-in ``a``, B from ``b``; one Ray actor
+  4. trains SSPCM for the same steps (C from burn-in ``a``, A from ``c``, B from ``b``: three
+     independently started networks, as in the paper; one Ray actor
      per network plus the pseudo-label actor, on a local Ray instance it starts itself),
 and prints the APs and wall times; the last line is one JSON object.
 """
@@ -113,12 +114,13 @@ def main(argv: list[str] | None = None) -> dict:
         len(sspcm_data.labeled) // o.batch_size, len(sspcm_data.unlabeled) // o.unlabeled_batch_size, 1
     )
 
-    # 2. burn-in: two supervised networks on the labeled persons (constant LR), a and b
+    # 2. burn-in: three supervised networks on the labeled persons (constant LR): a (the start of
+    # both reported students), b and c (SSPCM's teachers B and A)
     burn_in = {}
     t0 = time.perf_counter()
     if args.burn_in_steps > 0:
         epochs = max(1, min(10, args.burn_in_steps))
-        for name in ("a", "b"):
+        for name in ("a", "b", "c"):
             b = _variant(cfg, "supervised", f"_burn_in_{name}")
             b = dataclasses.replace(
                 b,
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         summary["supervised_burn_in_steps"] = args.burn_in_steps
         summary["burn_in_wall_s"] = round(time.perf_counter() - t0, 1)
         log.info(
-            "supervised after %d steps (%.0f s for two networks): AP %.3f (untrained %.3f)",
+            "supervised after %d steps (%.0f s for three networks): AP %.3f (untrained %.3f)",
             args.burn_in_steps,
             summary["burn_in_wall_s"],
             summary["burn_in_a_AP"],
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = dataclasses.replace(
             cfg,
             model=dataclasses.replace(
-                cfg.model, teacher_a_init=burn_in["a"], teacher_b_init=burn_in["b"], student_init=burn_in["a"]
+                cfg.model, teacher_a_init=burn_in["c"], teacher_b_init=burn_in["b"], student_init=burn_in["a"]
             ),
         )
 

@@ -108,6 +108,8 @@ class MethodConfig:
     store_heatmaps: bool = True
     pcm_score_thr: float = 0.1
     pcm_pi_thr: float | None = None
+    # C's label: the chosen pair's mean heatmap (paper) or one Gaussian at its peak (codec sigma).
+    pcm_label: Literal["mean", "gaussian"] = "mean"
     ssco_num_pairs: int = 2
     ssco_half_size: tuple[int, int] = (10, 20)
     ssco_jitter_sigma: float = 10.0

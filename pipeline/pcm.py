@@ -10,13 +10,22 @@ The position inconsistency (PI) of a pair is the distance between the argmax pos
 two heatmaps, divided by the heatmap diagonal sqrt(h^2 + w^2). The pair with the least PI wins
 (ties go to the lowest index, i.e. the current teachers); the corrected label is the mean of
 that pair's two heatmaps. In the first epoch (no previous teachers) only pair 0 exists.
+
+``PCMConfig.label = "gaussian"`` (not in the paper) re-renders that mean as one Gaussian of the
+codec's sigma at the mean map's decoded peak (argmax + quarter offset), with the mean map's
+maximum as its height, so that where the two teachers disagree by more than a sigma the student
+gets one sharp peak, not two. Position and confidence are those of PCM's corrected keypoint;
+only the target's shape changes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+
+from pipeline.heatmaps import encode_gaussians, refine_quarter_offset
 
 NUM_PAIRS = 4
 # Which heatmap each pair takes from A (0 = A_t, 1 = A_{t-1}) and from B (0 = B_t, 1 = B_{t-1}).
@@ -32,14 +41,23 @@ class PCMConfig:
         score_thr: keep a joint only where mean(max(A_t), max(B_t)) > score_thr (paper: 0.1).
         pi_thr: if set, also drop joints whose chosen PI (normalised by the heatmap diagonal)
             exceeds it. None turns the filter off (the released SSPCM configs have it off).
+        label: ``"mean"`` (paper: the chosen pair's mean heatmap) or ``"gaussian"`` (a Gaussian
+            of ``sigma`` heatmap px at the mean heatmap's decoded peak, as high as that peak).
+        sigma: Gaussian sigma in heatmap px for ``label="gaussian"``.
     """
 
     score_thr: float = 0.1
     pi_thr: float | None = None
+    label: Literal["mean", "gaussian"] = "mean"
+    sigma: float = 2.0
 
     def __post_init__(self) -> None:
         if self.pi_thr is not None and self.pi_thr < 0:
             raise ValueError(f"pi_thr must be >= 0 or None, got {self.pi_thr}")
+        if self.label not in ("mean", "gaussian"):
+            raise ValueError(f"label must be 'mean' or 'gaussian', got {self.label!r}")
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma}")
 
 
 @dataclass
@@ -147,6 +165,8 @@ def correct_pseudo_labels(
         first = torch.where(uses_a_prev[..., None, None], hm_a_prev, hm_a)
         second = torch.where(uses_b_prev[..., None, None], hm_b_prev, hm_b)
     label = 0.5 * first + 0.5 * second
+    if cfg.label == "gaussian":
+        label = render_peak_gaussian(label, cfg.sigma)
     keep = (hm_a.amax(dim=(2, 3)).double() + hm_b.amax(dim=(2, 3)).double()) / 2 > cfg.score_thr
     if cfg.pi_thr is not None:
         keep &= pi_chosen <= cfg.pi_thr
@@ -157,6 +177,17 @@ def correct_pseudo_labels(
         pair_index=pair_index,
         pi_current=pi_current.to(hm_a.dtype),
     )
+
+
+def render_peak_gaussian(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(N, K, h, w) heatmaps -> (N, K, h, w) Gaussians of ``sigma`` heatmap px centred on each
+    map's argmax refined by the quarter offset and as high as the map's maximum, in the same
+    heatmap space and dtype. A map whose maximum is not positive becomes all zeros."""
+    xy = refine_quarter_offset(heatmaps.float(), argmax_xy(heatmaps).float())
+    maxvals = heatmaps.flatten(2).amax(dim=-1)
+    h, w = heatmaps.shape[-2:]
+    rendered, _ = encode_gaussians(xy, maxvals > 0, (w, h), sigma)
+    return (rendered * maxvals.clamp(min=0).float()[..., None, None]).to(heatmaps)
 
 
 def pcm_statistics(out: PCMOutput) -> dict[str, float]:

@@ -81,7 +81,9 @@ def pseudo_label_config(cfg: Config, skeleton: Skeleton) -> PseudoLabelConfig:
         input_size=cfg.codec.input_size,
         heatmap_size=cfg.codec.heatmap_size,
         flip_indices=skeleton.flip_indices,
-        pcm=PCMConfig(score_thr=m.pcm_score_thr, pi_thr=m.pcm_pi_thr),
+        pcm=PCMConfig(
+            score_thr=m.pcm_score_thr, pi_thr=m.pcm_pi_thr, label=m.pcm_label, sigma=cfg.codec.sigma
+        ),
         ssco=SSCOConfig(
             num_pairs=m.ssco_num_pairs,
             half_size_range=m.ssco_half_size,

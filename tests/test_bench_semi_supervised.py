@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,9 +25,15 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
         assert 0.0 <= row["AP"] <= 1.0 and row["network"] == "student"
         assert row["step_s"] > 0 and row["peak_rss_mb"] > 100
     assert {"A_t", "B_t", "PCM", "mean_AB", "pcm_stats"} <= set(table["pseudo_labels"])
-    # every method starts from the shared burn-in: C and A from burn-in a, B from burn-in b
+    # the margin's paired bootstrap compared the two methods' own results files
+    margin = table["margins"]["sspcm-supervised"]
+    assert set(table["margins"]) == {"sspcm-supervised"} and margin["draws"] == 5
+    assert margin["diff"] == pytest.approx(table["sspcm"]["AP"] - table["supervised"]["AP"], abs=1e-9)
+    assert margin["ci95"][0] <= margin["ci95"][1]
+    # the reported networks start from the same burn-in a; SSPCM's teachers from b and c
     sspcm_cfg = yaml.safe_load((tmp_path / "seed3" / "sspcm" / "config.yaml").read_text())["model"]
     sup_cfg = yaml.safe_load((tmp_path / "seed3" / "supervised" / "config.yaml").read_text())["model"]
-    assert sspcm_cfg["student_init"] == sspcm_cfg["teacher_a_init"] == sup_cfg["student_init"]
-    assert sspcm_cfg["teacher_b_init"] != sspcm_cfg["teacher_a_init"]
-    assert Path(sspcm_cfg["teacher_b_init"]).name == "b" and Path(sup_cfg["student_init"]).is_dir()
+    assert sspcm_cfg["student_init"] == sup_cfg["student_init"] and Path(sup_cfg["student_init"]).is_dir()
+    starts = {role: Path(sspcm_cfg[f"{role}_init"]).name for role in ("student", "teacher_a", "teacher_b")}
+    assert starts == {"student": "a", "teacher_a": "c", "teacher_b": "b"}
+    assert set(table["burn_in"]) == {"AP_a", "AP_b", "AP_c", "wall_s"}

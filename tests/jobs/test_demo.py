@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import yaml
 
 from jobs.demo import main as demo_main
 
@@ -28,11 +31,12 @@ def test_demo_runs_sspcm_over_ray_next_to_supervised(tmp_path, ray_session, caps
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
     for key in ("untrained_AP", "burn_in_a_AP", "supervised_AP", "sspcm_student_AP", "sspcm_ensemble_AP"):
         assert 0.0 <= summary[key] <= 1.0
-    # both the baseline and SSPCM start from the burn-in networks
-    config = (tmp_path / "run" / "config.yaml").read_text()
-    for name in ("a", "b"):
+    # both students start from burn-in a; SSPCM's teachers A and B from burn-ins c and b
+    model = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model"]
+    for name in ("a", "b", "c"):
         assert (tmp_path / f"run_burn_in_{name}" / "eval.json").is_file()
-        assert str(tmp_path / f"run_burn_in_{name}") in config
+    starts = {role: Path(model[f"{role}_init"]).name for role in ("student", "teacher_a", "teacher_b")}
+    assert starts == {"student": "run_burn_in_a", "teacher_a": "run_burn_in_c", "teacher_b": "run_burn_in_b"}
     assert str(tmp_path / "run_burn_in_a") in (tmp_path / "run_supervised" / "config.yaml").read_text()
     # the SSPCM run went through the Ray driver and wrote its checkpoints and pseudo labels
     run = tmp_path / "run"

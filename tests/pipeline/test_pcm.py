@@ -189,3 +189,34 @@ def test_statistics():
     assert stats["pair_2_fraction"] == stats["pair_3_fraction"] == 0.0
     assert stats["mean_pi"] == pytest.approx(0.0)
     assert stats["mean_pi_current"] == pytest.approx(8 / DIAG / 4)
+
+
+def test_gaussian_label_is_one_sharp_peak_at_the_mean_maps_peak():
+    # The teachers disagree by 8 px (> 3 sigma): the paper's mean label has two peaks of about
+    # height; the "gaussian" label is one peak, as high as the mean's maximum (0.45), at the higher
+    # of the two (A_t's, 0.9 > 0.6).
+    a_t, b_t = stack(gaussian(10, 20, peak=0.9)), stack(gaussian(10, 28, peak=0.6))
+    mean = correct_pseudo_labels(a_t, b_t)
+    sharp = correct_pseudo_labels(a_t, b_t, cfg=PCMConfig(label="gaussian", sigma=2.0))
+    assert mean.heatmaps.max().item() == pytest.approx(0.45, abs=1e-3)
+    # a peak of height 0.45 at (10, 20.25): the grid maximum sits a quarter pixel off it
+    peak = mean.heatmaps.max().item()
+    assert sharp.heatmaps.max().item() == pytest.approx(peak * math.exp(-(0.25**2) / 8), abs=1e-5)
+    assert argmax_xy(sharp.heatmaps).tolist() == [[[10.0, 20.0]]]
+    # Quarter offset towards the second teacher's side (row 21 > row 19 in the mean map):
+    # the rendered map is symmetric about y = 20.25, so rows 20 and 20.5 +- d match.
+    hm = sharp.heatmaps[0, 0]
+    assert hm[20, 10].item() == pytest.approx(peak * math.exp(-(0.25**2) / 8), abs=1e-5)
+    assert hm[21, 10].item() == pytest.approx(peak * math.exp(-(0.75**2) / 8), abs=1e-5)
+    # Same choice, PI and mask as the paper's label; only the shape of the target differs.
+    assert torch.equal(sharp.weights, mean.weights)
+    assert torch.equal(sharp.pair_index, mean.pair_index)
+    assert sharp.heatmaps.dtype == a_t.dtype
+
+
+def test_gaussian_label_of_an_empty_map_is_zero_and_bad_label_names_are_refused():
+    zeros = torch.zeros(1, 2, H, W)
+    out = correct_pseudo_labels(zeros, zeros, cfg=PCMConfig(label="gaussian"))
+    assert out.heatmaps.abs().max().item() == 0.0
+    with pytest.raises(ValueError, match="label"):
+        PCMConfig(label="blur")
