@@ -48,11 +48,11 @@ from pipeline.config import load_config
 from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results
 from pipeline.heatmaps import heatmap_to_image
 from pipeline.models import build_model
-from pipeline.pcm import PCMConfig, correct_pseudo_labels, pcm_statistics
+from pipeline.pcm import correct_pseudo_labels, pcm_statistics
 from pipeline.schedule import LocalExecutor
 from pipeline.synthetic import generate_dataset
 from pipeline.topdown_data import EvalDataset
-from pipeline.trainer import RunData, Trainer, build_local, load_run_data
+from pipeline.trainer import RunData, Trainer, build_local, load_run_data, pcm_config
 
 log = logging.getLogger("bench.semi_supervised")
 REPO = Path(__file__).resolve().parents[1]
@@ -186,12 +186,7 @@ def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dic
             models[f"{role}_{tag}"] = m.eval()
     ds = EvalDataset(data.unlabeled, codec, data.skeleton)
     loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=False)
-    pcm_cfg = PCMConfig(
-        score_thr=cfg.method.pcm_score_thr,
-        pi_thr=cfg.method.pcm_pi_thr,
-        label=cfg.method.pcm_label,
-        sigma=cfg.codec.sigma,
-    )
+    pcm_cfg = pcm_config(cfg)
     preds: dict[str, list] = {"A_t": [], "B_t": [], "PCM": [], "mean_AB": []}
     ids, stats = [], []
     with torch.no_grad():

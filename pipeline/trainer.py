@@ -74,6 +74,12 @@ def pseudo_label_store_dir(cfg: Config) -> Path | None:
     return Path(cfg.train.out_dir) / "pseudo_labels"
 
 
+def pcm_config(cfg: Config) -> PCMConfig:
+    """PCM's thresholds and label shape from the ``method`` section (Gaussian sigma: the codec's)."""
+    m = cfg.method
+    return PCMConfig(score_thr=m.pcm_score_thr, pi_thr=m.pcm_pi_thr, label=m.pcm_label, sigma=cfg.codec.sigma)
+
+
 def pseudo_label_config(cfg: Config, skeleton: Skeleton) -> PseudoLabelConfig:
     m = cfg.method
     store = pseudo_label_store_dir(cfg)
@@ -81,9 +87,7 @@ def pseudo_label_config(cfg: Config, skeleton: Skeleton) -> PseudoLabelConfig:
         input_size=cfg.codec.input_size,
         heatmap_size=cfg.codec.heatmap_size,
         flip_indices=skeleton.flip_indices,
-        pcm=PCMConfig(
-            score_thr=m.pcm_score_thr, pi_thr=m.pcm_pi_thr, label=m.pcm_label, sigma=cfg.codec.sigma
-        ),
+        pcm=pcm_config(cfg),
         ssco=SSCOConfig(
             num_pairs=m.ssco_num_pairs,
             half_size_range=m.ssco_half_size,
