@@ -13,7 +13,9 @@ Writes ``OUT_DIR/store/`` (Parquet, one partition for the teachers' epoch, reada
 DuckDB's ``read_parquet('OUT_DIR/store/**/*.parquet')``) and ``OUT_DIR/pseudo_labels.json``
 (COCO person keypoints: train on it with ``--data.labeled_ann``). With ``--truth`` (the pool has
 keypoint annotations, e.g. synthetic) it also writes ``OUT_DIR/quality.json``: OKS AP against
-the truth of A_t, B_t, their mean and PCM's corrected labels. The last line printed is a JSON
+the truth of A_t, B_t, their mean and PCM's corrected labels, and (``by_pi``) each joint's OKS
+similarity to the truth grouped by PCM's position inconsistency, to choose ``--pi-thr`` with
+(``pipeline.label_accuracy``). The last line printed is a JSON
 summary. ``--runtime ray`` streams the pool through Ray Data (teachers on CPU/GPU workers).
 """
 
@@ -33,6 +35,12 @@ from tqdm import tqdm
 
 from jobs.cli import setup_logging
 from pipeline.evaluation import coco_keypoint_eval
+from pipeline.label_accuracy import (
+    accuracy_by_inconsistency,
+    format_accuracy_table,
+    joint_similarity,
+    match_truth,
+)
 from pipeline.pseudo_label_export import (
     ExportOptions,
     TeacherCheckpoints,
@@ -167,6 +175,8 @@ def export(args: argparse.Namespace) -> dict:
     annotations: list[dict] = []
     raw: dict[str, list] = {"A_t": [], "B_t": [], "mean_AB": [], "PCM": []}
     ids: list[np.ndarray] = []
+    boxes: list[np.ndarray] = []
+    pis: list[np.ndarray] = []
     bar = tqdm(total=len(persons), unit="person", desc="export", file=sys.stderr, mininterval=5.0)
     for key, (rows, teachers) in enumerate(source(persons, ckpts, options, args.batch_size, args.device)):
         if hm_size is None:
@@ -175,6 +185,8 @@ def export(args: argparse.Namespace) -> dict:
         annotations += coco_annotations(rows, options.min_joints, first_id=len(annotations) + 1)
         if args.truth:
             ids.append(rows.image_id)
+            boxes.append(rows.bbox)
+            pis.append(rows.pi)
             for k, v in teachers.items():
                 raw[k].append(v)
             raw["PCM"].append(rows.kpts_corrected)
@@ -210,11 +222,30 @@ def export(args: argparse.Namespace) -> dict:
             res = keypoint_results(image_ids, np.concatenate(chunks))
             stats = coco_keypoint_eval(pool_dir / "annotations.json", res, sigmas=probe.skeleton.sigmas_array)
             quality[name] = {"AP": stats["AP"], "AP50": stats["AP50"], "AP75": stats["AP75"]}
-        write_json_atomic(out / "quality.json", quality)
         summary["quality_AP"] = {k: v["AP"] for k, v in quality.items()}
         log.info("pseudo labels vs truth (OKS AP): %s", summary["quality_AP"])
+        quality["by_pi"] = _accuracy_by_pi(image_ids, boxes, pis, raw, pool_coco, probe.skeleton)
+        write_json_atomic(out / "quality.json", quality)
     log.info("wrote %s (%d persons) and %s", out / "pseudo_labels.json", len(annotations), out / "store")
     return summary
+
+
+def _accuracy_by_pi(image_ids, boxes: list, pis: list, raw: dict, pool_coco: dict, skeleton) -> list[dict]:
+    """Per-joint accuracy of A_t, B_t and PCM's label against the pool's truth, grouped by the
+    position inconsistency of PCM's chosen pair (``pipeline.label_accuracy``); logs the table."""
+    k = skeleton.num_joints
+    if not pis:
+        return []
+    truth, area = match_truth(image_ids, np.concatenate(boxes), pool_coco, k)
+    sources = ("A_t", "B_t", "PCM")
+    sims = {s: joint_similarity(np.concatenate(raw[s]), truth, area, skeleton.sigmas_array) for s in sources}
+    bins = accuracy_by_inconsistency(np.concatenate(pis), sims)
+    log.info(
+        "pseudo labels vs truth by PCM's position inconsistency (ks: mean OKS similarity of a joint; "
+        "ok: fraction with ks >= 0.5); a --pi-thr drops the bins above it:\n%s",
+        format_accuracy_table(bins, sources),
+    )
+    return bins
 
 
 def main(argv: list[str] | None = None) -> dict:

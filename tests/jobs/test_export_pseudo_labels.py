@@ -59,8 +59,18 @@ def test_export_writes_store_and_coco_json(sspcm_run, synthetic_data, tmp_path, 
     assert back.heatmaps is not None and back.heatmaps.shape[1:] == (17, 16, 16)
 
     quality = json.loads((tmp_path / "out" / "quality.json").read_text())
-    assert set(quality) == {"A_t", "B_t", "mean_AB", "PCM"}
-    assert all(0.0 <= q["AP"] <= 1.0 for q in quality.values())
+    assert set(quality) == {"A_t", "B_t", "mean_AB", "PCM", "by_pi"}
+    assert all(0.0 <= quality[k]["AP"] <= 1.0 for k in ("A_t", "B_t", "mean_AB", "PCM"))
+    # every labelled pool joint lands in exactly one PI bin (pool boxes match their own truth)
+    truth_anns = json.loads((pool / "annotations.json").read_text())["annotations"]
+    truth_joints = sum(a["num_keypoints"] for a in truth_anns)
+    bins = quality["by_pi"]
+    assert sum(b["joints"] for b in bins) == truth_joints > 0
+    assert sum(b["fraction"] for b in bins) == pytest.approx(1.0)
+    for b in bins:
+        for source in ("A_t", "B_t", "PCM"):
+            value = b[f"{source}_similarity"]
+            assert (value is None) == (b["joints"] == 0) and (value is None or 0.0 <= value <= 1.0)
 
 
 def test_exported_json_trains_as_a_labeled_set(sspcm_run, synthetic_data, tmp_path):
