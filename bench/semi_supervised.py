@@ -21,7 +21,8 @@ a 95 % interval from a paired bootstrap over the validation images (``bench.pair
 
 It also measures the pseudo labels themselves against the synthetic truth on the pool (OKS AP
 of A_t, of B_t and of PCM's corrected label, built from the last two epochs' teachers), plus
-PCM's statistics (kept-joint fraction, pair choice, position inconsistency).
+PCM's statistics (kept-joint fraction, pair choice, position inconsistency) and a table of
+per-joint label accuracy by position inconsistency, with the share of left/right swaps.
 With ``--json`` the last line is one JSON object:
 ``{"burn_in": {...}, "supervised": {"AP": ...}, "dual": {...}, "sspcm": {...}, "pseudo_labels": {...},
 "margins": {"sspcm-dual": {"diff": ..., "ci95": [...], "p_a_above_b": ...}, ...}}``.
@@ -47,6 +48,14 @@ from pipeline.checkpoints import list_checkpoints
 from pipeline.config import load_config
 from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results
 from pipeline.heatmaps import heatmap_to_image
+from pipeline.label_accuracy import (
+    accuracy_by_inconsistency,
+    accuracy_by_joint,
+    format_accuracy_table,
+    joint_similarity,
+    match_truth,
+    mirrored_similarity,
+)
 from pipeline.models import build_model
 from pipeline.pcm import correct_pseudo_labels, pcm_statistics
 from pipeline.schedule import LocalExecutor
@@ -171,7 +180,9 @@ def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dic
 
     The current teachers are the final ones; the previous-epoch teachers come from the
     second-to-last checkpoint. All predictions are made on the un-augmented view of each pool
-    person, exactly as PCM sees an easy view.
+    person, exactly as PCM sees an easy view. Also scores every labelled joint (OKS similarity,
+    ``pipeline.label_accuracy``), grouped by PCM's position inconsistency (``by_pi``) and by
+    joint type (``by_joint``), with the share of left/right swaps.
     """
     cfg, codec = trainer.cfg, trainer.codec
     ckpts = list_checkpoints(trainer.run_dir)  # one per epoch end (plus the initial state)
@@ -188,7 +199,7 @@ def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dic
     loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=False)
     pcm_cfg = pcm_config(cfg)
     preds: dict[str, list] = {"A_t": [], "B_t": [], "PCM": [], "mean_AB": []}
-    ids, stats = [], []
+    ids, stats, pis, rows = [], [], [], []
     with torch.no_grad():
         for batch in loader:
             x = batch["images"]
@@ -208,12 +219,23 @@ def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dic
                 xy = heatmap_to_image(kpts_hm, batch["matrix"].numpy(), codec.input_size, codec.heatmap_size)
                 preds[name].append(np.concatenate([xy, scores[..., None]], axis=-1))
             ids.append(batch["image_id"].numpy())
+            pis.append(out.pi.numpy())
+            rows.append(batch["index"].numpy())
     image_ids = np.concatenate(ids)
-    quality = {}
+    quality: dict = {}
     for name, chunks in preds.items():
         res = make_keypoint_results(image_ids, np.concatenate(chunks), None)
         quality[name] = coco_keypoint_eval(pool_ann, res, sigmas=data.skeleton.sigmas_array)["AP"]
     quality["pcm_stats"] = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
+    boxes = np.stack([data.unlabeled[i].bbox_xywh for i in np.concatenate(rows)])
+    pool_coco = json.loads(pool_ann.read_text())
+    truth, area = match_truth(image_ids, boxes, pool_coco, data.skeleton.num_joints)
+    sigmas, flip = data.skeleton.sigmas_array, data.skeleton.flip_indices
+    sources = ("A_t", "B_t", "PCM")
+    sims = {s: joint_similarity(np.concatenate(preds[s]), truth, area, sigmas) for s in sources}
+    mirrored = {s: mirrored_similarity(np.concatenate(preds[s]), truth, area, sigmas, flip) for s in sources}
+    quality["by_pi"] = accuracy_by_inconsistency(np.concatenate(pis), sims, mirrored=mirrored)
+    quality["by_joint"] = accuracy_by_joint(sims, data.skeleton.joint_names, mirrored=mirrored)
     return quality
 
 
@@ -406,6 +428,11 @@ def main(argv: list[str] | None = None) -> dict:
             f"mean(A_t,B_t) {q['mean_AB']:.3f}  PCM {q['PCM']:.3f}"
         )
         print("PCM statistics: " + ", ".join(f"{k} {v:.3f}" for k, v in q["pcm_stats"].items()))
+        print(
+            "pseudo labels vs truth, joint by joint (ks: OKS similarity; ok: ks >= 0.5; "
+            "swap: wrong, but right as the mirror joint), by PCM's position inconsistency:"
+        )
+        print(format_accuracy_table(q["by_pi"], ("A_t", "B_t", "PCM")))
     for pair, m in table.get("margins", {}).items():
         print(
             f"margin {pair}: {m['diff']:+.4f} AP, 95 % interval [{m['ci95'][0]:+.4f}, {m['ci95'][1]:+.4f}], "

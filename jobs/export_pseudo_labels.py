@@ -1,20 +1,23 @@
 """Export PCM-corrected pseudo labels of a wild pool: a Parquet store and a COCO keypoints JSON.
 
     python -m jobs.export_pseudo_labels --run RUN_DIR --pool POOL_DIR --out OUT_DIR \\
-        [--boxes DETECTIONS.json] [--score-thr 0.1] [--pi-thr 0.05] [--joints 0,1,2] \\
-        [--min-joints 3] [--runtime local|ray] [--truth]
+        [--boxes DETECTIONS.json] [--score-thr 0.1] [--pi-thr 0.05|none] [--pcm-label mean|gaussian] \\
+        [--joints 0,1,2] [--min-joints 3] [--runtime local|ray] [--truth]
 
 POOL_DIR is a COCO-format image set (``POOL_DIR/annotations.json`` + ``POOL_DIR/images/``, as
 ``jobs.make_synthetic`` writes); the person boxes come from its annotations, or from a
 COCO-results detections file with ``--boxes``. The teachers are the run's latest checkpoint
 with both teachers, and the epoch before it for PCM's previous-epoch pairs (or ``--checkpoint``).
+PCM's settings (score threshold, PI threshold, label) default to the ones the run trained with
+(``method.pcm_*`` in its ``config.yaml``), so the exported labels are the ones its student saw.
 
 Writes ``OUT_DIR/store/`` (Parquet, one partition for the teachers' epoch, readable with
 DuckDB's ``read_parquet('OUT_DIR/store/**/*.parquet')``) and ``OUT_DIR/pseudo_labels.json``
 (COCO person keypoints: train on it with ``--data.labeled_ann``). With ``--truth`` (the pool has
 keypoint annotations, e.g. synthetic) it also writes ``OUT_DIR/quality.json``: OKS AP against
 the truth of A_t, B_t, their mean and PCM's corrected labels, and (``by_pi``) each joint's OKS
-similarity to the truth grouped by PCM's position inconsistency, to choose ``--pi-thr`` with
+similarity to the truth grouped by PCM's position inconsistency, to choose ``--pi-thr`` with,
+plus (``by_joint``) the same per joint type, with the share of left/right swaps
 (``pipeline.label_accuracy``). The last line printed is a JSON
 summary. ``--runtime ray`` streams the pool through Ray Data (teachers on CPU/GPU workers).
 """
@@ -34,13 +37,17 @@ import torch
 from tqdm import tqdm
 
 from jobs.cli import setup_logging
+from pipeline.config import load_config
 from pipeline.evaluation import coco_keypoint_eval
 from pipeline.label_accuracy import (
     accuracy_by_inconsistency,
+    accuracy_by_joint,
     format_accuracy_table,
     joint_similarity,
     match_truth,
+    mirrored_similarity,
 )
+from pipeline.pcm import PCMConfig
 from pipeline.pseudo_label_export import (
     ExportOptions,
     TeacherCheckpoints,
@@ -151,6 +158,44 @@ def _ray_rows(
         yield rows, {k[4:]: b[k] for k in b if k.startswith("raw_")}
 
 
+def _optional_float(text: str) -> float | None:
+    return None if text.strip().lower() in ("none", "off") else float(text)
+
+
+def _run_config_file(args: argparse.Namespace) -> Path | None:
+    """The training run's ``config.yaml``: in ``--run``, or two levels above ``--checkpoint``
+    (``RUN/checkpoints/step_N``)."""
+    candidates = [Path(args.run) / "config.yaml"] if args.run else []
+    if args.checkpoint:
+        candidates.append(Path(args.checkpoint).resolve().parents[1] / "config.yaml")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def pcm_settings(args: argparse.Namespace) -> dict:
+    """``score_thr``, ``pi_thr`` and ``label`` of PCM: each from the command line where given,
+    else from the run's ``config.yaml`` (``method.pcm_score_thr`` / ``pcm_pi_thr`` /
+    ``pcm_label``), else ``PCMConfig``'s defaults. Logs what it uses and where it came from."""
+    defaults = PCMConfig()
+    settings = {"score_thr": defaults.score_thr, "pi_thr": defaults.pi_thr, "label": defaults.label}
+    source = {k: "default" for k in settings}
+    cfg_file = _run_config_file(args)
+    if cfg_file is not None:
+        cfg = load_config(cfg_file)
+        from_run = {"score_thr": cfg.method.pcm_score_thr, "pi_thr": cfg.method.pcm_pi_thr}
+        from_run["label"] = cfg.method.pcm_label
+        settings.update(from_run)
+        source.update({k: str(cfg_file) for k in from_run})
+    given = {"score_thr": args.score_thr, "pi_thr": args.pi_thr, "label": args.pcm_label}
+    for k, v in given.items():
+        if v is not _UNSET:
+            settings[k], source[k] = v, "command line"
+    log.info("PCM: %s", ", ".join(f"{k}={settings[k]} ({source[k]})" for k in settings))
+    return settings
+
+
+_UNSET = object()  # an option the user did not give
+
+
 def export(args: argparse.Namespace) -> dict:
     """Run the export; returns the summary that is printed as the last line."""
     t0 = time.perf_counter()
@@ -159,9 +204,11 @@ def export(args: argparse.Namespace) -> dict:
     ckpts = find_teacher_checkpoints(args.checkpoint or args.run)
     log.info("teachers: %s (previous: %s), epoch %d", ckpts.current, ckpts.previous, ckpts.epoch)
     joints = tuple(int(j) for j in args.joints.split(",")) if args.joints else None
+    pcm = pcm_settings(args)
     options = ExportOptions(
-        score_thr=args.score_thr,
-        pi_thr=args.pi_thr,
+        score_thr=pcm["score_thr"],
+        pi_thr=pcm["pi_thr"],
+        label=pcm["label"],
         joints=joints,
         min_joints=args.min_joints,
         use_previous=not args.current_only,
@@ -202,6 +249,7 @@ def export(args: argparse.Namespace) -> dict:
             "previous_teachers": str(ckpts.previous) if ckpts.previous else None,
             "score_thr": options.score_thr,
             "pi_thr": options.pi_thr,
+            "pcm_label": options.label,
         },
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -224,28 +272,39 @@ def export(args: argparse.Namespace) -> dict:
             quality[name] = {"AP": stats["AP"], "AP50": stats["AP50"], "AP75": stats["AP75"]}
         summary["quality_AP"] = {k: v["AP"] for k, v in quality.items()}
         log.info("pseudo labels vs truth (OKS AP): %s", summary["quality_AP"])
-        quality["by_pi"] = _accuracy_by_pi(image_ids, boxes, pis, raw, pool_coco, probe.skeleton)
+        by_pi, by_joint = _joint_accuracy(image_ids, boxes, pis, raw, pool_coco, probe.skeleton)
+        quality["by_pi"], quality["by_joint"] = by_pi, by_joint
         write_json_atomic(out / "quality.json", quality)
     log.info("wrote %s (%d persons) and %s", out / "pseudo_labels.json", len(annotations), out / "store")
     return summary
 
 
-def _accuracy_by_pi(image_ids, boxes: list, pis: list, raw: dict, pool_coco: dict, skeleton) -> list[dict]:
+def _joint_accuracy(
+    image_ids, boxes: list, pis: list, raw: dict, pool_coco: dict, skeleton
+) -> tuple[list[dict], list[dict]]:
     """Per-joint accuracy of A_t, B_t and PCM's label against the pool's truth, grouped by the
-    position inconsistency of PCM's chosen pair (``pipeline.label_accuracy``); logs the table."""
+    position inconsistency of PCM's chosen pair and by joint type (``pipeline.label_accuracy``);
+    logs both tables."""
     k = skeleton.num_joints
     if not pis:
-        return []
+        return [], []
     truth, area = match_truth(image_ids, np.concatenate(boxes), pool_coco, k)
     sources = ("A_t", "B_t", "PCM")
-    sims = {s: joint_similarity(np.concatenate(raw[s]), truth, area, skeleton.sigmas_array) for s in sources}
-    bins = accuracy_by_inconsistency(np.concatenate(pis), sims)
+    sigmas = skeleton.sigmas_array
+    preds = {s: np.concatenate(raw[s]) for s in sources}
+    sims = {s: joint_similarity(p, truth, area, sigmas) for s, p in preds.items()}
+    flip = skeleton.flip_indices
+    mirrored = {s: mirrored_similarity(p, truth, area, sigmas, flip) for s, p in preds.items()}
+    bins = accuracy_by_inconsistency(np.concatenate(pis), sims, mirrored=mirrored)
+    joints = accuracy_by_joint(sims, skeleton.joint_names, mirrored=mirrored)
     log.info(
         "pseudo labels vs truth by PCM's position inconsistency (ks: mean OKS similarity of a joint; "
-        "ok: fraction with ks >= 0.5); a --pi-thr drops the bins above it:\n%s",
+        "ok: fraction with ks >= 0.5; swap: wrong, but right as the mirror joint); a --pi-thr drops "
+        "the bins above it:\n%s\nby joint:\n%s",
         format_accuracy_table(bins, sources),
+        format_accuracy_table(joints, sources),
     )
-    return bins
+    return bins, joints
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -257,8 +316,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pool", required=True, help="COCO-format image set: annotations.json + images/")
     parser.add_argument("--boxes", help="COCO-results person detections (default: the pool's boxes)")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--score-thr", type=float, default=0.1, help="PCM score mask threshold")
-    parser.add_argument("--pi-thr", type=float, default=None, help="max position inconsistency kept")
+    parser.add_argument(
+        "--score-thr", type=float, default=_UNSET, help="PCM score mask threshold (default: the run's)"
+    )
+    parser.add_argument(
+        "--pi-thr",
+        type=_optional_float,
+        default=_UNSET,
+        help="max position inconsistency kept, or 'none' (default: the run's, or none)",
+    )
+    parser.add_argument(
+        "--pcm-label", choices=["mean", "gaussian"], default=_UNSET, help="PCM label (default: the run's)"
+    )
     parser.add_argument("--joints", help="comma-separated joint indices to export (default: all)")
     parser.add_argument("--min-joints", type=int, default=1, help="min kept joints per exported person")
     parser.add_argument("--current-only", action="store_true", help="PCM over (A_t, B_t) only")

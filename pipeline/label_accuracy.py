@@ -7,6 +7,11 @@ scores every pseudo-labeled joint against the truth with COCO's per-joint OKS si
 
 and groups the joints by the PI of PCM's chosen pair. It answers "which ``pi_thr`` drops mostly
 wrong labels?" on the user's own data, before a training run spends hours on them.
+
+A wrong joint is counted as *swapped* when it would be right as its mirror joint (a left wrist
+label that sits on the right wrist): both teachers tend to make that error together, so their
+position inconsistency is small and PCM cannot see it. ``accuracy_by_joint`` reports the same
+figures joint by joint.
 """
 
 from __future__ import annotations
@@ -49,11 +54,39 @@ def joint_similarity(
     return sim
 
 
+def mirrored_similarity(
+    pred_xy: np.ndarray, truth: np.ndarray, area: np.ndarray, sigmas: np.ndarray, flip_indices: Sequence[int]
+) -> np.ndarray:
+    """Per-joint OKS similarity of each prediction against the truth of its *mirror* joint.
+
+    Joint j is scored against truth joint ``flip_indices[j]`` with joint j's own sigma (the
+    mirror pairs of COCO share theirs). Shapes and units as :func:`joint_similarity`.
+
+    Returns:
+        (N, K) float64 in [0, 1]; NaN where joint j has no mirror (``flip_indices[j] == j``),
+        the mirror joint is not labelled, or the person has no area.
+    """
+    flip = np.asarray(flip_indices, dtype=np.int64)
+    truth = np.asarray(truth, dtype=np.float64)
+    if flip.shape != (truth.shape[1],):
+        raise ValueError(f"flip_indices has {flip.shape[0]} entries, truth has {truth.shape[1]} joints")
+    sim = joint_similarity(pred_xy, truth[:, flip], area, sigmas)
+    sim[:, flip == np.arange(flip.shape[0])] = np.nan
+    return sim
+
+
+def _swapped(sim: np.ndarray, mirrored: np.ndarray, correct_at: float) -> np.ndarray:
+    """(N, K) bool: wrong as itself, right as its mirror joint."""
+    with np.errstate(invalid="ignore"):
+        return (sim < correct_at) & (np.nan_to_num(mirrored, nan=0.0) >= correct_at)
+
+
 def accuracy_by_inconsistency(
     pi: np.ndarray,
     similarity: Mapping[str, np.ndarray],
     edges: Sequence[float] = DEFAULT_PI_EDGES,
     correct_at: float = 0.5,
+    mirrored: Mapping[str, np.ndarray] | None = None,
 ) -> list[dict]:
     """Group labelled joints by PI and summarise each source's similarity per group.
 
@@ -63,6 +96,9 @@ def accuracy_by_inconsistency(
             Only joints with a finite similarity in every source are counted.
         edges: increasing lower edges of the PI bins; the last bin has no upper edge.
         correct_at: a joint counts as correct where its similarity is at least this.
+        mirrored: optional name -> (N, K) from :func:`mirrored_similarity`; adds
+            ``<name>_swapped``, the fraction of the bin's joints that are wrong but right as
+            their mirror joint.
 
     Returns:
         One dict per bin: ``pi_from``, ``pi_to`` (None for the last bin), ``joints``,
@@ -77,6 +113,7 @@ def accuracy_by_inconsistency(
     for name, s in sims.items():
         if s.shape != pi.shape:
             raise ValueError(f"similarity {name!r} has shape {s.shape}, pi has {pi.shape}")
+    swapped = _swapped_by_source(sims, mirrored, correct_at)
     valid = np.isfinite(pi)
     for s in sims.values():
         valid &= np.isfinite(s)
@@ -90,8 +127,63 @@ def accuracy_by_inconsistency(
         for name, s in sims.items():
             row[f"{name}_similarity"] = float(s[in_bin].mean()) if n else None
             row[f"{name}_correct"] = float((s[in_bin] >= correct_at).mean()) if n else None
+            if name in swapped:
+                row[f"{name}_swapped"] = float(swapped[name][in_bin].mean()) if n else None
         bins.append(row)
     return bins
+
+
+def _swapped_by_source(
+    sims: Mapping[str, np.ndarray], mirrored: Mapping[str, np.ndarray] | None, correct_at: float
+) -> dict[str, np.ndarray]:
+    out = {}
+    for name, m in (mirrored or {}).items():
+        if name not in sims:
+            raise ValueError(f"mirrored similarity {name!r} has no plain similarity")
+        m = np.asarray(m, dtype=np.float64)
+        if m.shape != sims[name].shape:
+            raise ValueError(f"mirrored similarity {name!r} has shape {m.shape}, not {sims[name].shape}")
+        out[name] = _swapped(sims[name], m, correct_at)
+    return out
+
+
+def accuracy_by_joint(
+    similarity: Mapping[str, np.ndarray],
+    joint_names: Sequence[str],
+    correct_at: float = 0.5,
+    mirrored: Mapping[str, np.ndarray] | None = None,
+) -> list[dict]:
+    """The same summary as :func:`accuracy_by_inconsistency`, one row per joint type.
+
+    Args:
+        similarity: name -> (N, K) from :func:`joint_similarity` (NaN = no truth). A joint
+            counts for a row where every source has a finite similarity.
+        joint_names: K names.
+        mirrored: as in :func:`accuracy_by_inconsistency`.
+
+    Returns:
+        One dict per joint: ``joint``, ``joints`` (labelled count) and per source
+        ``<name>_similarity``, ``<name>_correct`` (and ``<name>_swapped``); None where no joint
+        is labelled.
+    """
+    sims = {k: np.asarray(v, dtype=np.float64) for k, v in similarity.items()}
+    shapes = {s.shape for s in sims.values()}
+    if len(shapes) != 1 or next(iter(shapes))[1:] != (len(joint_names),):
+        raise ValueError(f"similarities {sorted(shapes)} must all be (N, {len(joint_names)})")
+    swapped = _swapped_by_source(sims, mirrored, correct_at)
+    valid = np.logical_and.reduce([np.isfinite(s) for s in sims.values()])
+    rows = []
+    for j, joint in enumerate(joint_names):
+        sel = valid[:, j]
+        n = int(sel.sum())
+        row: dict = {"joint": joint, "joints": n}
+        for name, s in sims.items():
+            row[f"{name}_similarity"] = float(s[sel, j].mean()) if n else None
+            row[f"{name}_correct"] = float((s[sel, j] >= correct_at).mean()) if n else None
+            if name in swapped:
+                row[f"{name}_swapped"] = float(swapped[name][sel, j].mean()) if n else None
+        rows.append(row)
+    return rows
 
 
 def match_truth(
@@ -140,15 +232,28 @@ def _iou_xywh(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def format_accuracy_table(bins: list[dict], sources: Sequence[str]) -> str:
-    """The bins of :func:`accuracy_by_inconsistency` as a plain-text table (one line a bin)."""
-    head = f"{'PI bin':<14}{'joints':>8}{'share':>7}" + "".join(f"{s + ' ks':>11}{'ok':>6}" for s in sources)
+def format_accuracy_table(rows: list[dict], sources: Sequence[str]) -> str:
+    """Rows of :func:`accuracy_by_inconsistency` (one line a PI bin) or of
+    :func:`accuracy_by_joint` (one line a joint) as a plain-text table: per source the mean
+    similarity ``ks``, the fraction correct ``ok`` and, where measured, the fraction ``swap``ped."""
+    if not rows:
+        return "(no labelled joints)"
+    by_joint = "joint" in rows[0]
+    swaps = [s for s in sources if f"{s}_swapped" in rows[0]]
+    head = f"{'joint' if by_joint else 'PI bin':<16}{'joints':>8}" + ("" if by_joint else f"{'share':>7}")
+    head += "".join(f"{s + ' ks':>11}{'ok':>6}" + (f"{'swap':>6}" if s in swaps else "") for s in sources)
     lines = [head]
-    for b in bins:
-        hi = f"{b['pi_to']:.2f}" if b["pi_to"] is not None else "inf"
-        line = f"[{b['pi_from']:.2f}, {hi})".ljust(14) + f"{b['joints']:>8}{b['fraction']:>7.3f}"
+    for r in rows:
+        if by_joint:
+            line = f"{r['joint']:<16}{r['joints']:>8}"
+        else:
+            hi = f"{r['pi_to']:.2f}" if r["pi_to"] is not None else "inf"
+            line = f"[{r['pi_from']:.2f}, {hi})".ljust(16) + f"{r['joints']:>8}{r['fraction']:>7.3f}"
         for s in sources:
-            m, c = b[f"{s}_similarity"], b[f"{s}_correct"]
+            m, c = r[f"{s}_similarity"], r[f"{s}_correct"]
             line += f"{m:>11.3f}{c:>6.2f}" if m is not None else f"{'-':>11}{'-':>6}"
+            if s in swaps:
+                w = r[f"{s}_swapped"]
+                line += f"{w:>6.2f}" if w is not None else f"{'-':>6}"
         lines.append(line)
     return "\n".join(lines)

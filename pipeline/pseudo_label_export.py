@@ -47,6 +47,7 @@ class ExportOptions:
         joints: indices of the joints to export (others get v = 0); None = all.
         min_joints: persons with fewer kept joints are left out of the COCO file.
         use_previous: use the previous-epoch teachers (four PCM pairs); else only (A_t, B_t).
+        label: PCM's corrected label, ``"mean"`` (paper) or ``"gaussian"`` (see ``PCMConfig``).
     """
 
     score_thr: float = 0.1
@@ -54,6 +55,7 @@ class ExportOptions:
     joints: tuple[int, ...] | None = None
     min_joints: int = 1
     use_previous: bool = True
+    label: str = "mean"
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,9 @@ class TeacherLabeler:
         self.skeleton: Skeleton = (
             get_skeleton(state["skeleton"]) if "skeleton" in state else skeleton_for_num_joints(num_joints)
         )
-        self.pcm = PCMConfig(score_thr=options.score_thr, pi_thr=options.pi_thr)
+        self.pcm = PCMConfig(
+            score_thr=options.score_thr, pi_thr=options.pi_thr, label=options.label, sigma=self.codec.sigma
+        )
         self.decoder = PseudoLabeler(
             PseudoLabelConfig(
                 input_size=self.codec.input_size,

@@ -24,7 +24,18 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
         row = table[method]
         assert 0.0 <= row["AP"] <= 1.0 and row["network"] == "student"
         assert row["step_s"] > 0 and row["peak_rss_mb"] > 100
-    assert {"A_t", "B_t", "PCM", "mean_AB", "pcm_stats"} <= set(table["pseudo_labels"])
+    quality = table["pseudo_labels"]
+    assert {"A_t", "B_t", "PCM", "mean_AB", "pcm_stats", "by_pi", "by_joint"} <= set(quality)
+    # every labelled pool joint is scored once: in one PI bin and under its joint type
+    pool = json.loads((tmp_path / "quick_data" / "seed3_d0.5" / "pool" / "annotations.json").read_text())
+    pool_joints = sum(a["num_keypoints"] for a in pool["annotations"] if a["image_id"] >= 100_000)
+    assert sum(b["joints"] for b in quality["by_pi"]) == pool_joints > 0
+    assert sum(r["joints"] for r in quality["by_joint"]) == pool_joints
+    assert sum(b["fraction"] for b in quality["by_pi"]) == pytest.approx(1.0)
+    for r in quality["by_joint"]:
+        if r["joints"]:
+            assert 0.0 <= r["PCM_swapped"] <= 1.0 - r["PCM_correct"]
+    assert "swap" in proc.stdout
     # the margin's paired bootstrap compared the two methods' own results files
     margin = table["margins"]["sspcm-supervised"]
     assert set(table["margins"]) == {"sspcm-supervised"} and margin["draws"] == 5

@@ -59,7 +59,7 @@ def test_export_writes_store_and_coco_json(sspcm_run, synthetic_data, tmp_path, 
     assert back.heatmaps is not None and back.heatmaps.shape[1:] == (17, 16, 16)
 
     quality = json.loads((tmp_path / "out" / "quality.json").read_text())
-    assert set(quality) == {"A_t", "B_t", "mean_AB", "PCM", "by_pi"}
+    assert set(quality) == {"A_t", "B_t", "mean_AB", "PCM", "by_pi", "by_joint"}
     assert all(0.0 <= quality[k]["AP"] <= 1.0 for k in ("A_t", "B_t", "mean_AB", "PCM"))
     # every labelled pool joint lands in exactly one PI bin (pool boxes match their own truth)
     truth_anns = json.loads((pool / "annotations.json").read_text())["annotations"]
@@ -71,6 +71,13 @@ def test_export_writes_store_and_coco_json(sspcm_run, synthetic_data, tmp_path, 
         for source in ("A_t", "B_t", "PCM"):
             value = b[f"{source}_similarity"]
             assert (value is None) == (b["joints"] == 0) and (value is None or 0.0 <= value <= 1.0)
+            swapped = b[f"{source}_swapped"]
+            assert swapped is None or 0.0 <= swapped <= 1.0 - b[f"{source}_correct"]
+    # by joint type: the same joints, one row per COCO joint, in the skeleton's order
+    by_joint = quality["by_joint"]
+    assert [r["joint"] for r in by_joint][:3] == ["nose", "left_eye", "right_eye"] and len(by_joint) == 17
+    assert sum(r["joints"] for r in by_joint) == truth_joints
+    assert by_joint[0]["PCM_swapped"] in (0.0, None)  # the nose has no mirror joint
 
 
 def test_exported_json_trains_as_a_labeled_set(sspcm_run, synthetic_data, tmp_path):
@@ -92,6 +99,42 @@ def test_export_options_filter_joints_and_persons(sspcm_run, synthetic_data, tmp
         assert set(np.nonzero(kp[:, 2])[0]) <= {0, 5, 6}
     summary = run_export(sspcm_run, pool, tmp_path / "b", "--score-thr", "1e9")
     assert summary["exported_persons"] == 0  # nothing passes an impossible score threshold
+
+
+def test_export_uses_the_runs_pcm_settings_unless_given(sspcm_run, synthetic_data, tmp_path):
+    import shutil
+
+    import yaml
+
+    pool = synthetic_data["val_ann"].parent
+    run = tmp_path / "run"
+    shutil.copytree(sspcm_run, run, ignore=shutil.ignore_patterns("pseudo_labels", "tensorboard"))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["method"].update(pcm_score_thr=0.0, pcm_pi_thr=0.02, pcm_label="gaussian")
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+    def pcm_of(out):
+        info = json.loads((out / "pseudo_labels.json").read_text())["info"]
+        return info["score_thr"], info["pi_thr"], info["pcm_label"]
+
+    def kept_joints(out):
+        anns = json.loads((out / "pseudo_labels.json").read_text())["annotations"]
+        return sum(a["num_keypoints"] for a in anns)
+
+    run_export(run, pool, tmp_path / "from_run")
+    assert pcm_of(tmp_path / "from_run") == (0.0, 0.02, "gaussian")
+    # the command line wins, and "none" turns the PI threshold off
+    run_export(run, pool, tmp_path / "given", "--pi-thr", "none", "--pcm-label", "mean")
+    assert pcm_of(tmp_path / "given") == (0.0, None, "mean")
+    # the run's PI threshold really drops joints
+    run_export(run, pool, tmp_path / "run_pi", "--pcm-label", "mean")
+    assert kept_joints(tmp_path / "run_pi") < kept_joints(tmp_path / "given")
+    # a checkpoint directory outside any run: PCMConfig's defaults
+    bare = tmp_path / "bare" / "checkpoints" / "step_1"
+    shutil.copytree(sorted((sspcm_run / "checkpoints").iterdir())[-1], bare)
+    out = tmp_path / "b"
+    export_main(["--checkpoint", str(bare), "--pool", str(pool), "--out", str(out), "--log-level=WARNING"])
+    assert pcm_of(out) == (0.1, None, "mean")
 
 
 def test_export_over_ray_data_matches_local(sspcm_run, synthetic_data, tmp_path, ray_session):

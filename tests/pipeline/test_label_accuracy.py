@@ -9,9 +9,11 @@ import pytest
 
 from pipeline.label_accuracy import (
     accuracy_by_inconsistency,
+    accuracy_by_joint,
     format_accuracy_table,
     joint_similarity,
     match_truth,
+    mirrored_similarity,
 )
 
 
@@ -67,3 +69,44 @@ def test_match_truth_picks_the_overlapping_annotation_of_the_same_image():
     assert truth[1].ravel().tolist() == kp_a and area[1] == 80.0
     assert not truth[2].any() and area[2] == 0.0  # crowd annotations are not truth
     assert not truth[3].any() and area[3] == 0.0  # no annotation in that image
+
+
+def test_left_right_swaps_are_counted_per_bin_and_per_joint():
+    # joints: 0 nose (no mirror), 1 left wrist, 2 right wrist; two persons of area 400
+    flip = (0, 2, 1)
+    sigmas = np.array([0.1, 0.1, 0.1])
+    area = np.array([400.0, 400.0])
+    truth = np.array(
+        [
+            [[50.0, 10.0, 2], [20.0, 40.0, 2], [80.0, 40.0, 2]],
+            [[50.0, 10.0, 2], [20.0, 40.0, 2], [0.0, 0.0, 0]],  # right wrist unlabelled
+        ]
+    )
+    pred = np.array(
+        [
+            [[80.0, 40.0], [80.0, 40.0], [20.0, 40.0]],  # nose far off; both wrists swapped
+            [[50.0, 10.0], [80.0, 40.0], [20.0, 40.0]],  # left wrist off, its mirror has no truth
+        ]
+    )
+    sim = joint_similarity(pred, truth, area, sigmas)
+    mir = mirrored_similarity(pred, truth, area, sigmas, flip)
+    assert np.isnan(mir[:, 0]).all()  # the nose has no mirror joint
+    assert mir[0, 1] == pytest.approx(1.0) and mir[0, 2] == pytest.approx(1.0)
+    assert math.isnan(mir[1, 1])  # its mirror (right wrist) is not labelled
+    assert sim[0, 1] < 0.5 and sim[1, 1] < 0.5
+    joints = accuracy_by_joint({"PCM": sim}, ["nose", "left_wrist", "right_wrist"], mirrored={"PCM": mir})
+    assert [r["joints"] for r in joints] == [2, 2, 1]
+    assert joints[0]["PCM_swapped"] == 0.0 and joints[0]["PCM_correct"] == 0.5
+    assert joints[1]["PCM_swapped"] == 0.5  # person 0 swapped; person 1 wrong but not a swap
+    assert joints[2]["PCM_swapped"] == 1.0 and joints[2]["PCM_correct"] == 0.0
+    pi = np.array([[0.0, 0.0, 0.0], [0.2, 0.2, 0.2]])
+    bins = accuracy_by_inconsistency(pi, {"PCM": sim}, edges=(0.0, 0.1), mirrored={"PCM": mir})
+    assert bins[0]["PCM_swapped"] == pytest.approx(2 / 3) and bins[1]["PCM_swapped"] == 0.0
+    assert "swap" in format_accuracy_table(bins, ["PCM"]).splitlines()[0]
+    assert "left_wrist" in format_accuracy_table(joints, ["PCM"])
+    # without mirrored similarities there is no swap column
+    assert "PCM_swapped" not in accuracy_by_joint({"PCM": sim}, ["n", "l", "r"])[0]
+    with pytest.raises(ValueError, match="flip_indices"):
+        mirrored_similarity(pred, truth, area, sigmas, (0, 1))
+    with pytest.raises(ValueError, match="no plain similarity"):
+        accuracy_by_joint({"PCM": sim}, ["n", "l", "r"], mirrored={"A_t": mir})
