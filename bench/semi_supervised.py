@@ -48,14 +48,7 @@ from pipeline.checkpoints import list_checkpoints
 from pipeline.config import load_config
 from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results
 from pipeline.heatmaps import heatmap_to_image
-from pipeline.label_accuracy import (
-    accuracy_by_inconsistency,
-    accuracy_by_joint,
-    format_accuracy_table,
-    joint_similarity,
-    match_truth,
-    mirrored_similarity,
-)
+from pipeline.label_accuracy import accuracy_against_truth, format_accuracy_table
 from pipeline.models import build_model
 from pipeline.pcm import correct_pseudo_labels, pcm_statistics
 from pipeline.schedule import LocalExecutor
@@ -228,14 +221,11 @@ def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dic
         quality[name] = coco_keypoint_eval(pool_ann, res, sigmas=data.skeleton.sigmas_array)["AP"]
     quality["pcm_stats"] = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
     boxes = np.stack([data.unlabeled[i].bbox_xywh for i in np.concatenate(rows)])
+    labels = {name: np.concatenate(preds[name]) for name in ("A_t", "B_t", "PCM")}
     pool_coco = json.loads(pool_ann.read_text())
-    truth, area = match_truth(image_ids, boxes, pool_coco, data.skeleton.num_joints)
-    sigmas, flip = data.skeleton.sigmas_array, data.skeleton.flip_indices
-    sources = ("A_t", "B_t", "PCM")
-    sims = {s: joint_similarity(np.concatenate(preds[s]), truth, area, sigmas) for s in sources}
-    mirrored = {s: mirrored_similarity(np.concatenate(preds[s]), truth, area, sigmas, flip) for s in sources}
-    quality["by_pi"] = accuracy_by_inconsistency(np.concatenate(pis), sims, mirrored=mirrored)
-    quality["by_joint"] = accuracy_by_joint(sims, data.skeleton.joint_names, mirrored=mirrored)
+    quality["by_pi"], quality["by_joint"] = accuracy_against_truth(
+        labels, np.concatenate(pis), image_ids, boxes, pool_coco, data.skeleton
+    )
     return quality
 
 

@@ -39,14 +39,7 @@ from tqdm import tqdm
 from jobs.cli import setup_logging
 from pipeline.config import load_config
 from pipeline.evaluation import coco_keypoint_eval
-from pipeline.label_accuracy import (
-    accuracy_by_inconsistency,
-    accuracy_by_joint,
-    format_accuracy_table,
-    joint_similarity,
-    match_truth,
-    mirrored_similarity,
-)
+from pipeline.label_accuracy import accuracy_against_truth, format_accuracy_table
 from pipeline.pcm import PCMConfig
 from pipeline.pseudo_label_export import (
     ExportOptions,
@@ -285,18 +278,13 @@ def _joint_accuracy(
     """Per-joint accuracy of A_t, B_t and PCM's label against the pool's truth, grouped by the
     position inconsistency of PCM's chosen pair and by joint type (``pipeline.label_accuracy``);
     logs both tables."""
-    k = skeleton.num_joints
     if not pis:
         return [], []
-    truth, area = match_truth(image_ids, np.concatenate(boxes), pool_coco, k)
     sources = ("A_t", "B_t", "PCM")
-    sigmas = skeleton.sigmas_array
-    preds = {s: np.concatenate(raw[s]) for s in sources}
-    sims = {s: joint_similarity(p, truth, area, sigmas) for s, p in preds.items()}
-    flip = skeleton.flip_indices
-    mirrored = {s: mirrored_similarity(p, truth, area, sigmas, flip) for s, p in preds.items()}
-    bins = accuracy_by_inconsistency(np.concatenate(pis), sims, mirrored=mirrored)
-    joints = accuracy_by_joint(sims, skeleton.joint_names, mirrored=mirrored)
+    labels = {s: np.concatenate(raw[s]) for s in sources}
+    bins, joints = accuracy_against_truth(
+        labels, np.concatenate(pis), image_ids, np.concatenate(boxes), pool_coco, skeleton
+    )
     log.info(
         "pseudo labels vs truth by PCM's position inconsistency (ks: mean OKS similarity of a joint; "
         "ok: fraction with ks >= 0.5; swap: wrong, but right as the mirror joint); a --pi-thr drops "

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from pipeline.skeletons import Skeleton
+
 DEFAULT_PI_EDGES = (0.0, 0.03, 0.06, 0.1, 0.15, 0.25)  # lower bin edges; the last bin is open
 
 
@@ -222,6 +224,40 @@ def match_truth(
             truth[i] = np.asarray(best["keypoints"], dtype=np.float64).reshape(num_joints, 3)
             area[i] = float(best.get("area") or best["bbox"][2] * best["bbox"][3])
     return truth, area
+
+
+def accuracy_against_truth(
+    labels: Mapping[str, np.ndarray],
+    pi: np.ndarray,
+    image_ids: np.ndarray,
+    boxes_xywh: np.ndarray,
+    coco: Mapping,
+    skeleton: Skeleton,
+) -> tuple[list[dict], list[dict]]:
+    """Score pseudo labels of a pool against its annotations: per PI bin and per joint type,
+    with left/right swaps.
+
+    Args:
+        labels: source name -> (N, K, 2+) keypoints, image space.
+        pi: (N, K) PI of PCM's chosen pair.
+        image_ids, boxes_xywh: (N,) and (N, 4) of each labelled person (matched to the truth
+            with :func:`match_truth`).
+        coco: the pool's COCO keypoints dict.
+        skeleton: gives the sigmas, mirror joints and joint names.
+
+    Returns:
+        (:func:`accuracy_by_inconsistency` rows, :func:`accuracy_by_joint` rows).
+    """
+    truth, area = match_truth(image_ids, boxes_xywh, coco, skeleton.num_joints)
+    sigmas = skeleton.sigmas_array
+    sims = {name: joint_similarity(xy, truth, area, sigmas) for name, xy in labels.items()}
+    mirrored = {
+        name: mirrored_similarity(xy, truth, area, sigmas, skeleton.flip_indices)
+        for name, xy in labels.items()
+    }
+    by_pi = accuracy_by_inconsistency(pi, sims, mirrored=mirrored)
+    by_joint = accuracy_by_joint(sims, skeleton.joint_names, mirrored=mirrored)
+    return by_pi, by_joint
 
 
 def _iou_xywh(a: np.ndarray, b: np.ndarray) -> float:
