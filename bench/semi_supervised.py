@@ -2,7 +2,7 @@
 
     python -m bench.semi_supervised --seed N [--json] [--steps 450] [--burn-in-steps 1500] [--threads 2]
                                     [--methods supervised,dual,sspcm[,sspcm_cache]] [--bootstrap-draws 200]
-                                    [--set section.field=value ...] [--quick]
+                                    [--repeat R] [--set section.field=value ...] [--quick]
 
 For a seed it generates (once, cached under ``data/bench/seed<N>_d<difficulty>/``) a labeled set
 whose first ``--labeled`` persons are labeled, an unlabeled pool about ten times larger (the
@@ -19,12 +19,18 @@ step and peak RSS, then each margin (SSPCM - Dual, Dual - supervised, SSPCM - su
 a 95 % interval from a paired bootstrap over the validation images (``bench.paired_bootstrap``).
 ``sspcm_cache`` is SSPCM with the previous-epoch teachers read from the pseudo-label store.
 
+Run-to-run spread: ``--repeat R`` (R > 0) trains every method again on the same data from the
+same burn-in networks with another training seed (batch order, views, SSCO draws), into
+``seed<N>_r<R>/``; repeat 0 (the default) is ``seed<N>/``. Margins as small as the benchmark's
+move by about their own size between repeats, so compare means over repeats.
+
 It also measures the pseudo labels themselves against the synthetic truth on the pool (OKS AP
 of A_t, of B_t and of PCM's corrected label, built from the last two epochs' teachers), plus
 PCM's statistics (kept-joint fraction, pair choice, position inconsistency) and a table of
 per-joint label accuracy by position inconsistency, with the share of left/right swaps.
 With ``--json`` the last line is one JSON object:
-``{"burn_in": {...}, "supervised": {"AP": ...}, "dual": {...}, "sspcm": {...}, "pseudo_labels": {...},
+``{"run": {"seed": ..., "repeat": ..., "train_seed": ..., "steps": ...}, "burn_in": {...},
+"supervised": {"AP": ...}, "dual": {...}, "sspcm": {...}, "pseudo_labels": {...},
 "margins": {"sspcm-dual": {"diff": ..., "ci95": [...], "p_a_above_b": ...}, ...}}``.
 """
 
@@ -105,6 +111,17 @@ BURN_IN_OF_ROLE = {
 BURN_IN_SALTS = {"a": 1, "b": 2, "c": 3}  # seed offsets of the burn-in networks
 
 
+def training_seed(args: argparse.Namespace) -> int:
+    """``train.seed`` of every method's run: the data seed for repeat 0, offset for each repeat."""
+    return args.seed + 1000 * args.repeat
+
+
+def run_dir(args: argparse.Namespace, variant: str) -> Path:
+    """Output directory of one variant's run: ``<out>/seed<N>[_r<R>]/<variant>``."""
+    tag = f"seed{args.seed}" + (f"_r{args.repeat}" if args.repeat else "")
+    return Path(args.out_dir) / tag / variant
+
+
 def method_overrides(
     args: argparse.Namespace, data: dict[str, Path], method: str, out: Path, burn_in: dict[str, Path]
 ) -> list[str]:
@@ -117,7 +134,7 @@ def method_overrides(
         f"optim.epochs={epochs}",
         f"optim.steps_per_epoch={max(1, args.steps // epochs)}",
         f"optim.lr_steps=[{int(epochs * 0.7)},{int(epochs * 0.9)}]",
-        f"train.seed={args.seed}",
+        f"train.seed={training_seed(args)}",
         f"train.out_dir={out}",
         *inits,
         *args.set,
@@ -247,7 +264,7 @@ def run_method(args, data_dirs, variant: str, burn_in_runs: dict[str, Path]) -> 
     setup_logging(args.log_level)
     torch.set_num_threads(args.threads)
     method, extra = VARIANTS[variant]
-    out = Path(args.out_dir) / f"seed{args.seed}" / variant
+    out = run_dir(args, variant)
     cfg = load_config(
         REPO / "configs" / "synthetic_benchmark.yaml",
         [*method_overrides(args, data_dirs, method, out, burn_in_runs), *extra],
@@ -284,10 +301,7 @@ def margins(args: argparse.Namespace, data_dirs: dict[str, Path], table: dict) -
     out = {}
     for first, second in MARGINS:
         if first in table and second in table:
-            files = [
-                Path(args.out_dir) / f"seed{args.seed}" / m / f"results_{table[m]['network']}.json"
-                for m in (first, second)
-            ]
+            files = [run_dir(args, m) / f"results_{table[m]['network']}.json" for m in (first, second)]
             ann = data_dirs["val"] / "annotations.json"
             draws = args.bootstrap_draws
             out[f"{first}-{second}"] = paired_bootstrap(ann, *files, draws=draws, seed=args.seed)
@@ -309,6 +323,13 @@ def main(argv: list[str] | None = None) -> dict:
         help="supervised steps of the two shared starting networks (0 = every method from scratch)",
     )
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        help="training repeat: R > 0 retrains every method with training seed SEED + 1000*R "
+        "(same data and burn-in networks) into seed<N>_r<R>/",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (2 = this CI-size machine)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--labeled", type=int, default=300, help="labeled persons (first N)")
@@ -340,6 +361,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run of the whole pipeline")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    if args.repeat < 0:
+        parser.error(f"--repeat must be >= 0, got {args.repeat}")
     if args.quick:
         args.steps, args.epochs, args.batch_size, args.labeled = 4, 2, 4, 20
         args.burn_in_steps = min(args.burn_in_steps, 4)
@@ -360,7 +383,14 @@ def main(argv: list[str] | None = None) -> dict:
     for variant in variants:
         if variant not in VARIANTS:
             parser.error(f"unknown method {variant!r}; choose from {', '.join(VARIANTS)}")
-    table: dict[str, dict] = {}
+    table: dict[str, dict] = {
+        "run": {
+            "seed": args.seed,
+            "repeat": args.repeat,
+            "train_seed": training_seed(args),
+            "steps": args.steps,
+        },
+    }
     burn_in_runs: dict[str, Path] = {}
     if args.burn_in_steps > 0:
         t0 = time.perf_counter()
@@ -388,8 +418,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.bootstrap_draws > 0:
         table["margins"] = margins(args, data_dirs, table)
     print(
-        f"\nSynthetic benchmark, seed {args.seed}: {args.labeled} labeled persons, "
-        f"{args.steps} steps per method"
+        f"\nSynthetic benchmark, seed {args.seed}"
+        + (f" (repeat {args.repeat}, training seed {training_seed(args)})" if args.repeat else "")
+        + f": {args.labeled} labeled persons, {args.steps} steps per method"
     )
     print(
         f"{'method':<12}{'network':<11}{'AP':>7}{'AP50':>7}{'AP75':>7}{'A+B AP':>8}{'wall s':>8}"
@@ -403,7 +434,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"(C and Dual's A start from a), {b['wall_s']:.0f} s (0 when cached)"
         )
     for method, row in table.items():
-        if method in ("pseudo_labels", "burn_in", "margins"):
+        if method in ("run", "pseudo_labels", "burn_in", "margins"):
             continue
         ens = row.get("ensemble_AP")
         print(
