@@ -1,5 +1,6 @@
 """The synthetic benchmark end to end at toy size: burn-in, methods, JSON contract."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -8,18 +9,22 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.semi_supervised import main, run_dir, training_seed
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_quick_benchmark_prints_the_json_contract(tmp_path):
     cmd = [
         sys.executable, "-m", "bench.semi_supervised", "--quick", "--json", "--seed", "3",
-        "--methods", "supervised,sspcm", "--out-dir", str(tmp_path),
+        "--methods", "supervised,sspcm", "--out-dir", str(tmp_path), "--repeat", "2",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"burn_in", "supervised", "sspcm", "pseudo_labels"} <= set(table)
+    assert table["run"] == {"seed": 3, "repeat": 2, "train_seed": 2003, "steps": 4}
+    assert "repeat 2, training seed 2003" in proc.stdout
     for method in ("supervised", "sspcm"):
         row = table[method]
         assert 0.0 <= row["AP"] <= 1.0 and row["network"] == "student"
@@ -42,9 +47,27 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
     assert margin["diff"] == pytest.approx(table["sspcm"]["AP"] - table["supervised"]["AP"], abs=1e-9)
     assert margin["ci95"][0] <= margin["ci95"][1]
     # the reported networks start from the same burn-in a; SSPCM's teachers from b and c
-    sspcm_cfg = yaml.safe_load((tmp_path / "seed3" / "sspcm" / "config.yaml").read_text())["model"]
-    sup_cfg = yaml.safe_load((tmp_path / "seed3" / "supervised" / "config.yaml").read_text())["model"]
+    # repeat 2 trained into its own directory with its own training seed
+    assert not (tmp_path / "seed3").exists()
+    sspcm_run = yaml.safe_load((tmp_path / "seed3_r2" / "sspcm" / "config.yaml").read_text())
+    sup_cfg = yaml.safe_load((tmp_path / "seed3_r2" / "supervised" / "config.yaml").read_text())["model"]
+    assert sspcm_run["train"]["seed"] == 2003
+    sspcm_cfg = sspcm_run["model"]
     assert sspcm_cfg["student_init"] == sup_cfg["student_init"] and Path(sup_cfg["student_init"]).is_dir()
     starts = {role: Path(sspcm_cfg[f"{role}_init"]).name for role in ("student", "teacher_a", "teacher_b")}
     assert starts == {"student": "a", "teacher_a": "c", "teacher_b": "b"}
     assert set(table["burn_in"]) == {"AP_a", "AP_b", "AP_c", "wall_s"}
+
+
+def test_repeats_have_their_own_directory_and_training_seed(tmp_path):
+    args = argparse.Namespace(seed=4, repeat=0, out_dir=str(tmp_path))
+    assert training_seed(args) == 4 and run_dir(args, "dual") == tmp_path / "seed4" / "dual"
+    args.repeat = 3
+    assert training_seed(args) == 3004 and run_dir(args, "dual") == tmp_path / "seed4_r3" / "dual"
+
+
+def test_negative_repeat_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--repeat", "-1", "--quick", "--out-dir", str(tmp_path)])
+    assert "--repeat must be >= 0" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before any data or run was written
