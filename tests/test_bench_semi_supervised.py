@@ -46,12 +46,12 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
     assert set(table["margins"]) == {"sspcm-supervised"} and margin["draws"] == 5
     assert margin["diff"] == pytest.approx(table["sspcm"]["AP"] - table["supervised"]["AP"], abs=1e-9)
     assert margin["ci95"][0] <= margin["ci95"][1]
-    # the reported networks start from the same burn-in a; SSPCM's teachers from b and c
     # repeat 2 trained into its own directory with its own training seed
     assert not (tmp_path / "seed3").exists()
     sspcm_run = yaml.safe_load((tmp_path / "seed3_r2" / "sspcm" / "config.yaml").read_text())
     sup_cfg = yaml.safe_load((tmp_path / "seed3_r2" / "supervised" / "config.yaml").read_text())["model"]
     assert sspcm_run["train"]["seed"] == 2003
+    # the reported networks start from the same burn-in a; SSPCM's teachers from b and c
     sspcm_cfg = sspcm_run["model"]
     assert sspcm_cfg["student_init"] == sup_cfg["student_init"] and Path(sup_cfg["student_init"]).is_dir()
     starts = {role: Path(sspcm_cfg[f"{role}_init"]).name for role in ("student", "teacher_a", "teacher_b")}
