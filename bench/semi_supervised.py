@@ -111,6 +111,11 @@ BURN_IN_OF_ROLE = {
 BURN_IN_SALTS = {"a": 1, "b": 2, "c": 3}  # seed offsets of the burn-in networks
 
 
+def reported_network(variant: str) -> str:
+    """The one network whose AP the benchmark reports for ``variant``: Dual's A, else the student."""
+    return "teacher_a" if VARIANTS[variant][0] == "dual" else "student"
+
+
 def training_seed(args: argparse.Namespace) -> int:
     """``train.seed`` of every method's run: the data seed for repeat 0, offset for each repeat."""
     return args.seed + 1000 * args.repeat
@@ -404,7 +409,7 @@ def main(argv: list[str] | None = None) -> dict:
         log.info("=== %s (seed %d, %d steps)", variant, args.seed, args.steps)
         run = run_isolated(args, data_dirs, variant, burn_in_runs)
         results = run["results"]
-        primary = "teacher_a" if variant == "dual" else "student"  # one tiny network each
+        primary = reported_network(variant)  # one tiny network each
         row = {k: results[f"eval/{primary}/{k}"] for k in ("AP", "AP50", "AP75")}
         row["network"] = primary
         if "eval/ensemble_ab/AP" in results:

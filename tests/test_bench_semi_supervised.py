@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.repeat_summary import main as repeat_summary
 from bench.semi_supervised import main, run_dir, training_seed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +58,11 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
     starts = {role: Path(sspcm_cfg[f"{role}_init"]).name for role in ("student", "teacher_a", "teacher_b")}
     assert starts == {"student": "a", "teacher_a": "c", "teacher_b": "b"}
     assert set(table["burn_in"]) == {"AP_a", "AP_b", "AP_c", "wall_s"}
+    # bench.repeat_summary reads the same APs back from the run directories
+    summary = repeat_summary([str(tmp_path)])
+    expected = {m: pytest.approx(table[m]["AP"]) for m in ("supervised", "sspcm")}
+    assert summary["seeds"][3]["repeats"] == {2: expected}
+    assert summary["setting"]["steps"] == 4 and summary["unfinished"] == []
 
 
 def test_repeats_have_their_own_directory_and_training_seed(tmp_path):
