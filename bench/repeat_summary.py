@@ -178,10 +178,15 @@ def _row(seed: object, label: object, cells: list[str], margins: list[str]) -> s
     return head + "".join(f"{c:>12}" for c in cells) + "".join(f"{d:>20}" for d in margins)
 
 
+def _mean_se(margin: dict | None) -> str:
+    return "-" if margin is None else f"{_fmt(margin['mean'], True)} se {_fmt(margin['se'])}"
+
+
 def format_summary(summary: dict, setting: dict) -> str:
     """The per-seed table and the pooled margins as text."""
     methods = [m for m in VARIANTS if any(m in s["methods"] for s in summary["seeds"].values())]
-    names = [f"{a}-{b}" for a, b in MARGINS if a in methods and b in methods]
+    pairs = [(a, b) for a, b in MARGINS if a in methods and b in methods]
+    names = [f"{a}-{b}" for a, b in pairs]
     lines = [
         f"Synthetic benchmark over repeats: {setting.get('steps')} steps per method, "
         f"{setting.get('labeled_persons')} labeled persons, data {setting.get('data')!r}; "
@@ -191,18 +196,14 @@ def format_summary(summary: dict, setting: dict) -> str:
     for seed, s in summary["seeds"].items():
         for repeat, aps in s["repeats"].items():
             cells = [_fmt(aps.get(m, math.nan)) for m in methods]
-            pairs = [n.split("-") for n in names]
             diffs = [_fmt(aps[a] - aps[b], signed=True) if a in aps and b in aps else "-" for a, b in pairs]
             lines.append(_row(seed, repeat, cells, diffs))
-        spread_of = {**s["methods"], **s["margins"]}
-        mean = [_fmt(s["methods"][m]["mean"]) if m in s["methods"] else "-" for m in methods]
-        margin_mean = [
-            f"{_fmt(spread_of[n]['mean'], True)} se {_fmt(spread_of[n]['se'])}" if n in spread_of else "-"
-            for n in names
-        ]
-        lines.append(_row(seed, "mean", mean, margin_mean))
-        sd = [_fmt(spread_of[k]["sd"]) if k in spread_of else "-" for k in (*methods, *names)]
-        lines.append(_row(seed, "sd", sd[: len(methods)], sd[len(methods) :]))
+        of_method, of_margin = s["methods"], s["margins"]
+        mean = [_fmt(of_method[m]["mean"]) if m in of_method else "-" for m in methods]
+        lines.append(_row(seed, "mean", mean, [_mean_se(of_margin.get(n)) for n in names]))
+        sd = [_fmt(of_method[m]["sd"]) if m in of_method else "-" for m in methods]
+        sd_margins = [_fmt(of_margin[n]["sd"]) if n in of_margin else "-" for n in names]
+        lines.append(_row(seed, "sd", sd, sd_margins))
     for name, p in summary["pooled"].items():
         lines.append(
             f"all runs {name}: {_fmt(p['mean'], True)} AP (sd {_fmt(p['sd'])}, "

@@ -1,5 +1,6 @@
 """bench.repeat_summary: means and margins over the benchmark's repeats, read from run directories."""
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.repeat_summary import collect, main, summarise
+from bench.semi_supervised import run_dir
 from pipeline.config import load_config, save_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 def write_run(root: Path, seed: int, repeat: int, method: str, ap: float | None, steps_per_epoch: int = 30):
     """A benchmark run directory as bench.semi_supervised leaves it: config.yaml (+ eval.json once
     finished; ``ap=None`` for a run still training)."""
-    run = root / (f"seed{seed}" + (f"_r{repeat}" if repeat else "")) / method
+    run = run_dir(argparse.Namespace(seed=seed, repeat=repeat, out_dir=str(root)), method)
     data = f"/data/bench/seed{seed}_d0.5"
     cfg = load_config(
         REPO / "configs" / "synthetic_benchmark.yaml",
