@@ -56,11 +56,16 @@ def run_setting(run: Path) -> dict:
     (``seed0_d0.5`` -> ``d0.5``), so the seeds of one setting agree.
     """
     cfg = load_config(run / "config.yaml")
-    data_name = Path(cfg.data.labeled_ann).parent.parent.name
+    labeled_ann = Path(cfg.data.labeled_ann)
+    if run.name == "oracle":  # trains on every label (root/all_labels.json): the setting's data only
+        return {
+            "steps": cfg.optim.epochs * cfg.optim.steps_per_epoch,
+            "data": re.sub(r"^seed\d+_?", "", labeled_ann.parent.name),
+        }
     return {
         "steps": cfg.optim.epochs * cfg.optim.steps_per_epoch,
         "labeled_persons": cfg.data.num_labeled,
-        "data": re.sub(r"^seed\d+_?", "", data_name),
+        "data": re.sub(r"^seed\d+_?", "", labeled_ann.parent.parent.name),
     }
 
 
@@ -109,10 +114,10 @@ def collect(dirs: list[Path]) -> tuple[list[RunResult], list[Path], dict]:
                     this = run_setting(run)
                 except ConfigError as e:
                     raise ValueError(f"{run / 'config.yaml'}: {e}") from None
-                if setting is None:
+                if setting is None and method != "oracle":
                     setting, setting_of = this, run
-                elif this != setting:
-                    field = next(k for k in setting if setting[k] != this[k])
+                elif setting is not None and any(this[k] != setting[k] for k in this):
+                    field = next(k for k in this if setting[k] != this[k])
                     raise ValueError(
                         f"runs of different settings: {run} has {field} {this[field]!r}, "
                         f"{setting_of} has {setting[field]!r}; summarise one setting at a time"

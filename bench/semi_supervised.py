@@ -1,18 +1,31 @@
 """Does unlabeled data help? Supervised vs Dual Network vs SSPCM on the synthetic benchmark.
 
-    python -m bench.semi_supervised --seed N [--json] [--steps 450] [--burn-in-steps 1500] [--threads 2]
-                                    [--methods supervised,dual,sspcm[,sspcm_cache]] [--bootstrap-draws 200]
-                                    [--repeat R] [--set section.field=value ...] [--quick]
+    python -m bench.semi_supervised --seed N [--json] [--epochs 6] [--burn-in-steps 1500] [--jobs 2]
+                                    [--methods supervised,oracle,dual,sspcm[,sspcm_cache]]
+                                    [--bootstrap-draws 200] [--repeat R] [--set section.field=value ...]
+                                    [--quick]
 
 For a seed it generates (once, cached under ``data/bench/seed<N>_d<difficulty>/``) a labeled set
-whose first ``--labeled`` persons are labeled, an unlabeled pool about ten times larger (the
-labeled images are in the pool too, paper protocol), and a separate validation set.
+whose first ``--labeled`` persons are labeled, an unlabeled pool about twenty times larger (the
+labeled images are in the pool too, paper protocol), a separate validation set, and
+``all_labels.json`` (every label of both, for the oracle).
+
+An epoch is one pass over the unlabeled pool (the paper's; the labeled set is resampled), so the
+previous-epoch teachers of PCM are a whole pool-pass old; every method, the supervised ones
+included, trains ``--epochs`` such epochs with the LR dropped x0.1 at 70 % and 90 % of them.
+``oracle`` is the supervised network trained on every label of the pool: the ceiling the pool
+could lift the baseline to. Supervised and oracle are also scored at the first LR drop, to show
+whether they have plateaued.
+
+Default regime (``DEFAULTS``): difficulty 0 (upright, untruncated people; measured from scratch
+over 1500 steps, the oracle reaches 0.22 AP at difficulty 0 against 0.16 at 0.2, while 300
+labeled persons alone reach 0.06), so the pool has room to help.
 
 Start: the paper initialises every network from ImageNet weights; we have none offline, so
 supervised burn-in networks (labeled persons only, cached with the data) stand in for that
 start. The reported networks (supervised C, Dual's A, SSPCM's C) all start from burn-in ``a``;
 their teachers from independent burn-ins (Dual's B from ``b``; SSPCM's B from ``b`` and A from
-``c``), as separately initialised networks would. Then every method trains ``--steps`` optimizer
+``c``), as separately initialised networks would. Then every method trains the same optimizer
 steps with the same tiny CPU networks and the same schedule, each in a fresh process (its own
 peak memory), and one table prints AP, AP50, AP75 on the validation set, wall time, time per
 step and peak RSS, then each margin (SSPCM - Dual, Dual - supervised, SSPCM - supervised) with
@@ -58,12 +71,25 @@ from pipeline.label_accuracy import accuracy_against_truth, format_accuracy_tabl
 from pipeline.models import build_model
 from pipeline.pcm import correct_pseudo_labels, pcm_statistics
 from pipeline.schedule import LocalExecutor
-from pipeline.synthetic import generate_dataset
+from pipeline.synthetic import generate_dataset, write_json_atomic
 from pipeline.topdown_data import EvalDataset
 from pipeline.trainer import RunData, Trainer, build_local, load_run_data, pcm_config
 
 log = logging.getLogger("bench.semi_supervised")
 REPO = Path(__file__).resolve().parents[1]
+
+# The default regime (the module docstring says why).
+DEFAULTS = {
+    "difficulty": 0.0,
+    "labeled": 300,
+    "labeled_images": 160,
+    "pool_images": 3200,
+    "val_images": 1000,
+    "epochs": 6,
+    "burn_in_steps": 1500,
+}
+# Relative cost of one step of each variant on CPU (the slowest are started first).
+COST_PER_STEP = {"supervised": 1.0, "oracle": 1.0, "dual": 8.0, "sspcm": 12.0, "sspcm_cache": 11.0}
 
 
 def make_data(
@@ -79,14 +105,59 @@ def make_data(
         generate_dataset(
             root / name, seed=seed * 7919 + 11, num_images=n, start_id=start, workers=2, difficulty=difficulty
         )
-    return {name: root / name for name in sets}
+    dirs = {name: root / name for name in sets}
+    dirs["all"] = write_all_labels(root, dirs["labeled"], dirs["pool"])
+    return dirs
 
 
-def data_overrides(args: argparse.Namespace, data: dict[str, Path]) -> list[str]:
+def write_all_labels(root: Path, labeled: Path, pool: Path) -> Path:
+    """``root/all_labels.json``: every label of the labeled set and of the pool in one COCO file
+    whose ``file_name``s are relative to ``root`` (the oracle's training set). Returns ``root``."""
+    out = root / "all_labels.json"
+    sources = [(labeled, json.loads((labeled / "annotations.json").read_text()))]
+    sources.append((pool, json.loads((pool / "annotations.json").read_text())))
+    images, annotations = [], []
+    for folder, coco in sources:
+        prefix = f"{folder.name}/images/"
+        images += [{**im, "file_name": prefix + im["file_name"]} for im in coco["images"]]
+        annotations += coco["annotations"]
+    merged = {"images": images, "annotations": annotations, "categories": sources[0][1]["categories"]}
+    if not out.is_file() or json.loads(out.read_text()) != merged:
+        write_json_atomic(out, merged)
+    return root
+
+
+def pool_persons(data: dict[str, Path]) -> int:
+    """Persons of the unlabeled pool as training reads it: the pool's and the labeled images'
+    annotated persons with at least one labelled keypoint (crowd regions excluded)."""
+    n = 0
+    for name in ("pool", "labeled"):
+        coco = json.loads((data[name] / "annotations.json").read_text())
+        n += sum(1 for a in coco["annotations"] if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0)
+    return n
+
+
+def steps_per_epoch(args: argparse.Namespace, data: dict[str, Path]) -> int:
+    """Optimizer steps of one epoch: one pass over the unlabeled pool (the paper's epoch), the
+    same for every method so that all train the same steps under the same LR schedule."""
+    return args.steps_per_epoch or max(1, pool_persons(data) // args.batch_size)
+
+
+def data_overrides(args: argparse.Namespace, data: dict[str, Path], variant: str = "supervised") -> list[str]:
+    if variant == "oracle":  # every label of the pool (and of the labeled set), same network and steps
+        labeled = [
+            f"data.labeled_ann={data['all'] / 'all_labels.json'}",
+            f"data.labeled_images={data['all']}",
+            "data.num_labeled=null",
+        ]
+    else:
+        labeled = [
+            f"data.labeled_ann={data['labeled'] / 'annotations.json'}",
+            f"data.labeled_images={data['labeled'] / 'images'}",
+            f"data.num_labeled={args.labeled}",
+        ]
     return [
-        f"data.labeled_ann={data['labeled'] / 'annotations.json'}",
-        f"data.labeled_images={data['labeled'] / 'images'}",
-        f"data.num_labeled={args.labeled}",
+        *labeled,
         f"data.unlabeled_ann={data['pool'] / 'annotations.json'}",
         f"data.unlabeled_images={data['pool'] / 'images'}",
         f"data.val_ann={data['val'] / 'annotations.json'}",
@@ -105,6 +176,7 @@ def data_overrides(args: argparse.Namespace, data: dict[str, Path]) -> list[str]
 # a copy of C, half of C's PCM label would at first be C's own prediction.)
 BURN_IN_OF_ROLE = {
     "supervised": {"student": "a"},
+    "oracle": {"student": "a"},
     "dual": {"teacher_a": "a", "teacher_b": "b"},
     "sspcm": {"teacher_a": "c", "teacher_b": "b", "student": "a"},
 }
@@ -128,17 +200,18 @@ def run_dir(args: argparse.Namespace, variant: str) -> Path:
 
 
 def method_overrides(
-    args: argparse.Namespace, data: dict[str, Path], method: str, out: Path, burn_in: dict[str, Path]
+    args: argparse.Namespace, data: dict[str, Path], variant: str, out: Path, burn_in: dict[str, Path]
 ) -> list[str]:
     epochs = args.epochs
-    starts = BURN_IN_OF_ROLE[method] if burn_in else {}
+    method = VARIANTS[variant][0]
+    starts = BURN_IN_OF_ROLE[variant if variant in BURN_IN_OF_ROLE else method] if burn_in else {}
     inits = [f"model.{role}_init={burn_in[name]}" for role, name in starts.items()]
     return [
-        *data_overrides(args, data),
+        *data_overrides(args, data, variant),
         f"method.name={method}",
         f"optim.epochs={epochs}",
-        f"optim.steps_per_epoch={max(1, args.steps // epochs)}",
-        f"optim.lr_steps=[{int(epochs * 0.7)},{int(epochs * 0.9)}]",
+        f"optim.steps_per_epoch={steps_per_epoch(args, data)}",
+        f"optim.lr_steps=[{lr_drop_epoch(args)},{int(epochs * 0.9)}]",
         f"train.seed={training_seed(args)}",
         f"train.out_dir={out}",
         *inits,
@@ -146,48 +219,46 @@ def method_overrides(
     ]
 
 
-def burn_in(
-    args: argparse.Namespace, data: dict[str, Path], names: list[str]
-) -> tuple[dict[str, Path], dict[str, float]]:
-    """Supervised networks ``names`` (of ``BURN_IN_SALTS``) trained on the labeled set only,
-    cached next to the data.
+def burn_in_dir(args: argparse.Namespace, data: dict[str, Path], name: str) -> Path:
+    """Where burn-in network ``name`` is cached, next to the data."""
+    return data["labeled"].parent / f"burn_in_{args.burn_in_steps}_bs{args.batch_size}" / name
+
+
+def train_burn_in(args: argparse.Namespace, data: dict[str, Path], name: str) -> float:
+    """Train burn-in network ``name`` (unless cached) and return its validation AP.
 
     The CPU stand-in for the paper's ImageNet initialisation: from scratch, tiny networks need
     thousands of steps before their heatmaps have peaks at all, and teachers without peaks give
     PCM nothing to keep (score mask). Every method then starts from these weights, so the
     comparison measures only what the unlabeled pool adds. Constant LR (no decay).
-    Returns the run directories and the validation AP of each burn-in network.
     """
-    runs, start_ap = {}, {}
+    setup_logging(args.log_level)
+    torch.set_num_threads(args.threads)
+    out = burn_in_dir(args, data, name)
     epochs = max(1, args.burn_in_steps // 100)
-    for name in names:
-        salt = BURN_IN_SALTS[name]
-        out = data["labeled"].parent / f"burn_in_{args.burn_in_steps}_bs{args.batch_size}" / name
-        runs[name] = out
-        done = out / "eval.json"
-        final = out / "checkpoints" / f"step_{max(1, args.burn_in_steps // epochs) * epochs:08d}"
-        if not (done.is_file() and final.is_dir()):
-            log.info("=== burn-in %s: %d supervised steps (cached in %s)", name, args.burn_in_steps, out)
-            cfg = load_config(
-                REPO / "configs" / "synthetic_benchmark.yaml",
-                [
-                    *data_overrides(args, data),
-                    "method.name=supervised",
-                    f"optim.epochs={epochs}",
-                    f"optim.steps_per_epoch={max(1, args.burn_in_steps // epochs)}",
-                    "optim.lr_steps=[]",
-                    f"optim.lr={args.burn_in_lr}",
-                    f"train.seed={args.seed * 100 + salt}",
-                    f"train.out_dir={out}",
-                    "train.checkpoint_every_epochs=0",
-                    *args.set,
-                ],
-            )
-            data_run = load_run_data(cfg)
-            nets, pseudo = build_local(cfg, data_run)
-            Trainer(cfg, data_run, nets, pseudo, LocalExecutor()).train()
-        start_ap[name] = json.loads(done.read_text())["eval/student/AP"]
-    return runs, start_ap
+    done = out / "eval.json"
+    final = out / "checkpoints" / f"step_{max(1, args.burn_in_steps // epochs) * epochs:08d}"
+    if not (done.is_file() and final.is_dir()):
+        log.info("=== burn-in %s: %d supervised steps (cached in %s)", name, args.burn_in_steps, out)
+        cfg = load_config(
+            REPO / "configs" / "synthetic_benchmark.yaml",
+            [
+                *data_overrides(args, data),
+                "method.name=supervised",
+                f"optim.epochs={epochs}",
+                f"optim.steps_per_epoch={max(1, args.burn_in_steps // epochs)}",
+                "optim.lr_steps=[]",
+                f"optim.lr={args.burn_in_lr}",
+                f"train.seed={args.seed * 100 + BURN_IN_SALTS[name]}",
+                f"train.out_dir={out}",
+                "train.checkpoint_every_epochs=0",
+                *args.set,
+            ],
+        )
+        data_run = load_run_data(cfg)
+        nets, pseudo = build_local(cfg, data_run)
+        Trainer(cfg, data_run, nets, pseudo, LocalExecutor()).train()
+    return json.loads(done.read_text())["eval/student/AP"]
 
 
 def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dict:
@@ -251,20 +322,32 @@ def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dic
     return quality
 
 
-# Benchmark variants: (method, extra overrides). ``sspcm_cache`` is SSPCM with the
-# previous-epoch teachers read from the pseudo-label store instead of frozen copies.
+# Benchmark variants: (method, extra overrides). ``oracle`` is the supervised network trained on
+# every label of the pool (the ceiling the unlabeled pool could reach); ``sspcm_cache`` is SSPCM
+# with the previous-epoch teachers read from the pseudo-label store instead of frozen copies.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "supervised": ("supervised", []),
+    "oracle": ("supervised", []),
     "dual": ("dual", []),
     "sspcm": ("sspcm", ["method.previous_teachers=snapshot"]),
     "sspcm_cache": ("sspcm", ["method.previous_teachers=cache"]),
 }
+# Variants whose AP is also measured at the first LR drop (70 % of the steps): has it plateaued?
+PLATEAU_CHECKED = ("supervised", "oracle")
+PLATEAU_TAG = "_at_lr_drop"
+
+
+def lr_drop_epoch(args: argparse.Namespace) -> int:
+    """The epoch of the first LR drop: 70 % of the epochs, as the paper's 70 of 100."""
+    return max(1, int(args.epochs * 0.7))
 
 
 def run_method(args, data_dirs, variant: str, burn_in_runs: dict[str, Path]) -> dict:
     """Train one variant; returns its eval results, wall time, peak RSS and pseudo-label quality.
 
-    Runs in a fresh process (see ``main``), so ``peak_rss_mb`` is this variant's own peak.
+    Runs in a fresh process (see ``main``), so ``peak_rss_mb`` is this variant's own peak. For
+    ``PLATEAU_CHECKED`` variants the checkpoint at the first LR drop is evaluated too
+    (``results_student_at_lr_drop.json``, ``results_at_lr_drop``).
     """
     setup_logging(args.log_level)
     torch.set_num_threads(args.threads)
@@ -272,7 +355,7 @@ def run_method(args, data_dirs, variant: str, burn_in_runs: dict[str, Path]) -> 
     out = run_dir(args, variant)
     cfg = load_config(
         REPO / "configs" / "synthetic_benchmark.yaml",
-        [*method_overrides(args, data_dirs, method, out, burn_in_runs), *extra],
+        [*method_overrides(args, data_dirs, variant, out, burn_in_runs), *extra],
     )
     data = load_run_data(cfg)
     t0 = time.perf_counter()
@@ -280,37 +363,111 @@ def run_method(args, data_dirs, variant: str, burn_in_runs: dict[str, Path]) -> 
     trainer = Trainer(cfg, data, nets, pseudo, LocalExecutor())
     results = trainer.train()
     wall = time.perf_counter() - t0
-    quality = {}
+    run = {"results": results, "wall": wall, "quality": {}}
+    if variant in PLATEAU_CHECKED:
+        step = lr_drop_epoch(args) * trainer.steps_per_epoch
+        ckpt = next((c for c in list_checkpoints(trainer.run_dir) if c.name == f"step_{step:08d}"), None)
+        if ckpt is not None:
+            trainer.restore(ckpt)
+            run["results_at_lr_drop"] = trainer.evaluate(write=True, tag=PLATEAU_TAG)
     if variant == "sspcm" and args.pseudo_label_quality:
         pool_only = RunData(
             data.skeleton, data.labeled, [p for p in data.unlabeled if p.image_id >= 100_000], data.val
         )
-        quality = pseudo_label_quality(trainer, pool_only, data_dirs["pool"] / "annotations.json")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    return {"results": results, "wall": wall, "quality": quality, "peak_rss_mb": peak_mb}
+        run["quality"] = pseudo_label_quality(trainer, pool_only, data_dirs["pool"] / "annotations.json")
+    run["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return run
 
 
-def run_isolated(args, data_dirs, variant: str, burn_in_runs: dict[str, Path]) -> dict:
-    """``run_method`` in a spawned child process (own peak memory, no state left behind)."""
+def run_parallel(jobs: int, calls: list[tuple]) -> list:
+    """Run ``(function, *args)`` calls in spawned child processes, ``jobs`` at a time (each its
+    own peak memory, no state left behind); results in call order."""
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return pool.submit(run_method, args, data_dirs, variant, burn_in_runs).result()
+    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(calls))), mp_context=ctx) as pool:
+        futures = [pool.submit(fn, *fn_args) for fn, *fn_args in calls]
+        return [f.result() for f in futures]
 
 
-MARGINS = (("sspcm", "dual"), ("dual", "supervised"), ("sspcm", "supervised"))
+MARGINS = (("sspcm", "dual"), ("dual", "supervised"), ("sspcm", "supervised"), ("oracle", "supervised"))
 
 
 def margins(args: argparse.Namespace, data_dirs: dict[str, Path], table: dict) -> dict[str, dict]:
     """Paired bootstrap (``bench.paired_bootstrap``) of each margin between the methods that ran,
-    on their validation results files; keys like ``"sspcm-dual"``."""
-    out = {}
+    on their validation results files; keys like ``"sspcm-dual"``, each with ``relative`` (the
+    margin over the second method's AP). ``"<variant>-at_lr_drop"``: the final network against
+    itself at the first LR drop (has it plateaued?)."""
+    ann = data_dirs["val"] / "annotations.json"
+    pairs = []
     for first, second in MARGINS:
         if first in table and second in table:
             files = [run_dir(args, m) / f"results_{table[m]['network']}.json" for m in (first, second)]
-            ann = data_dirs["val"] / "annotations.json"
-            draws = args.bootstrap_draws
-            out[f"{first}-{second}"] = paired_bootstrap(ann, *files, draws=draws, seed=args.seed)
+            pairs.append((f"{first}-{second}", files, table[second]["AP"]))
+    for variant in PLATEAU_CHECKED:
+        if variant in table and "AP_at_lr_drop" in table[variant]:
+            final = run_dir(args, variant) / "results_student.json"
+            pairs.append(
+                (
+                    f"{variant}-at_lr_drop",
+                    [final, final.with_name(f"results_student{PLATEAU_TAG}.json")],
+                    table[variant]["AP_at_lr_drop"],
+                )
+            )
+    out = {}
+    for name, files, base in pairs:
+        m = paired_bootstrap(ann, *files, draws=args.bootstrap_draws, seed=args.seed)
+        out[name] = {**m, "relative": m["diff"] / base if base > 0 else None}
     return out
+
+
+def print_table(args: argparse.Namespace, table: dict) -> None:
+    """The human-readable report of one benchmark run."""
+    run = table["run"]
+    print(
+        f"\nSynthetic benchmark, seed {args.seed}"
+        + (f" (repeat {args.repeat}, training seed {training_seed(args)})" if args.repeat else "")
+        + f": {args.labeled} labeled persons, pool {run['pool_persons']} persons, {args.epochs} epochs "
+        f"of {run['steps_per_epoch']} steps (one pass over the pool) = {run['steps']} steps per method"
+    )
+    print(
+        f"{'method':<12}{'network':<11}{'AP':>7}{'AP50':>7}{'AP75':>7}{'A+B AP':>8}{'AP@drop':>9}"
+        f"{'wall s':>8}{'s/step':>8}{'peak MB':>9}"
+    )
+    if "burn_in" in table:
+        b = table["burn_in"]
+        aps = ", ".join(f"{k[3:]} {v:.3f}" for k, v in b.items() if k.startswith("AP_"))
+        print(
+            f"start: burn-in networks of {args.burn_in_steps} supervised steps, AP {aps} "
+            f"(every reported network starts from a), {b['wall_s']:.0f} s (0 when cached)"
+        )
+    for method, row in table.items():
+        if method not in VARIANTS:
+            continue
+        ens, drop = (row.get(k) for k in ("ensemble_AP", "AP_at_lr_drop"))
+        ens, drop = (f"{x:.3f}" if x is not None else "-" for x in (ens, drop))
+        print(
+            f"{method:<12}{row['network']:<11}{row['AP']:>7.3f}{row['AP50']:>7.3f}{row['AP75']:>7.3f}"
+            f"{ens:>8}{drop:>9}"
+            f"{row['wall_s']:>8.0f}{row['step_s']:>8.2f}{row['peak_rss_mb']:>9.0f}"
+        )
+    if "pseudo_labels" in table:
+        q = table["pseudo_labels"]
+        print(
+            f"pseudo labels on the pool (OKS AP vs truth): A_t {q['A_t']:.3f}  B_t {q['B_t']:.3f}  "
+            f"mean(A_t,B_t) {q['mean_AB']:.3f}  PCM {q['PCM']:.3f}"
+        )
+        print("PCM statistics: " + ", ".join(f"{k} {v:.3f}" for k, v in q["pcm_stats"].items()))
+        print(
+            "pseudo labels vs truth, joint by joint (ks: OKS similarity; ok: ks >= 0.5; "
+            "swap: wrong, but right as the mirror joint), by PCM's position inconsistency:"
+        )
+        print(format_accuracy_table(q["by_pi"], ("A_t", "B_t", "PCM")))
+    for pair, m in table.get("margins", {}).items():
+        rel = f" ({100 * m['relative']:+.1f} %)" if m.get("relative") is not None else ""
+        print(
+            f"margin {pair}: {m['diff']:+.4f} AP{rel}, 95 % interval [{m['ci95'][0]:+.4f}, "
+            f"{m['ci95'][1]:+.4f}], above in {100 * m['p_a_above_b']:.0f} % of {m['draws']} resamples "
+            "of the val images"
+        )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -319,15 +476,22 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--seed", type=int, default=0, help="chooses the data and the initialisation")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
-    parser.add_argument("--steps", type=int, default=450, help="optimizer steps per method")
+    parser.add_argument(
+        "--epochs", type=int, default=DEFAULTS["epochs"], help="passes over the unlabeled pool"
+    )
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="steps of an epoch (default: one pass over the pool)",
+    )
     parser.add_argument("--burn-in-lr", type=float, default=2e-3, help="constant LR of the burn-in networks")
     parser.add_argument(
         "--burn-in-steps",
         type=int,
-        default=1500,
-        help="supervised steps of the two shared starting networks (0 = every method from scratch)",
+        default=DEFAULTS["burn_in_steps"],
+        help="supervised steps of the shared starting networks (0 = every method from scratch)",
     )
-    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument(
         "--repeat",
         type=int,
@@ -335,21 +499,25 @@ def main(argv: list[str] | None = None) -> dict:
         help="training repeat: R > 0 retrains every method with training seed SEED + 1000*R "
         "(same data and burn-in networks) into seed<N>_r<R>/",
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (2 = this CI-size machine)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--labeled", type=int, default=300, help="labeled persons (first N)")
-    parser.add_argument("--labeled-images", type=int, default=200)
-    parser.add_argument("--pool-images", type=int, default=1600)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     parser.add_argument(
-        "--val-images", type=int, default=1500, help="validation images (200 leave ~0.01 AP noise in margins)"
+        "--jobs",
+        type=int,
+        default=2,
+        help="training processes at a time (2 x 1 thread = this 2-core machine)",
     )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--labeled", type=int, default=DEFAULTS["labeled"], help="labeled persons (first N)")
+    parser.add_argument("--labeled-images", type=int, default=DEFAULTS["labeled_images"])
+    parser.add_argument("--pool-images", type=int, default=DEFAULTS["pool_images"])
+    parser.add_argument("--val-images", type=int, default=DEFAULTS["val_images"], help="validation images")
     parser.add_argument(
         "--methods",
-        default="supervised,dual,sspcm",
+        default="supervised,oracle,dual,sspcm",
         help=f"comma-separated, from: {', '.join(VARIANTS)} (sspcm_cache: previous teachers from the store)",
     )
     parser.add_argument(
-        "--difficulty", type=float, default=0.5, help="synthetic difficulty in [0, 1] (1 = the demo set)"
+        "--difficulty", type=float, default=DEFAULTS["difficulty"], help="synthetic difficulty in [0, 1]"
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="extra config override"
@@ -369,11 +537,15 @@ def main(argv: list[str] | None = None) -> dict:
     if args.repeat < 0:
         parser.error(f"--repeat must be >= 0, got {args.repeat}")
     if args.quick:
-        args.steps, args.epochs, args.batch_size, args.labeled = 4, 2, 4, 20
+        args.epochs, args.steps_per_epoch, args.batch_size, args.labeled = 2, 2, 4, 20
         args.burn_in_steps = min(args.burn_in_steps, 4)
         args.labeled_images, args.pool_images, args.val_images = 12, 24, 8
         args.data_dir = str(Path(args.out_dir) / "quick_data")
         args.bootstrap_draws = min(args.bootstrap_draws, 5)
+    variants = args.methods.split(",")
+    for variant in variants:
+        if variant not in VARIANTS:
+            parser.error(f"unknown method {variant!r}; choose from {', '.join(VARIANTS)}")
     setup_logging(args.log_level)
     torch.set_num_threads(args.threads)
     data_dirs = make_data(
@@ -384,86 +556,53 @@ def main(argv: list[str] | None = None) -> dict:
         args.val_images,
         args.difficulty,
     )
-    variants = args.methods.split(",")
-    for variant in variants:
-        if variant not in VARIANTS:
-            parser.error(f"unknown method {variant!r}; choose from {', '.join(VARIANTS)}")
+    per_epoch = steps_per_epoch(args, data_dirs)
     table: dict[str, dict] = {
         "run": {
             "seed": args.seed,
             "repeat": args.repeat,
             "train_seed": training_seed(args),
-            "steps": args.steps,
+            "steps": args.epochs * per_epoch,
+            "steps_per_epoch": per_epoch,
+            "pool_persons": pool_persons(data_dirs),
         },
     }
     burn_in_runs: dict[str, Path] = {}
     if args.burn_in_steps > 0:
         t0 = time.perf_counter()
-        needed = sorted({n for v in variants for n in BURN_IN_OF_ROLE[VARIANTS[v][0]].values()})
-        burn_in_runs, start_ap = burn_in(args, data_dirs, needed)
+        needed = sorted(
+            {n for v in variants for n in BURN_IN_OF_ROLE.get(v, BURN_IN_OF_ROLE[VARIANTS[v][0]]).values()}
+        )
+        aps = run_parallel(args.jobs, [(train_burn_in, args, data_dirs, name) for name in needed])
+        burn_in_runs = {name: burn_in_dir(args, data_dirs, name) for name in needed}
         table["burn_in"] = {
-            **{f"AP_{name}": ap for name, ap in start_ap.items()},
+            **{f"AP_{name}": ap for name, ap in zip(needed, aps)},
             "wall_s": round(time.perf_counter() - t0, 1),
         }
+    # the slowest first, so that the short runs fill the other process's idle time
+    order = sorted(variants, key=lambda v: -COST_PER_STEP.get(v, 1.0))
+    runs = dict(
+        zip(order, run_parallel(args.jobs, [(run_method, args, data_dirs, v, burn_in_runs) for v in order]))
+    )
     for variant in variants:
-        log.info("=== %s (seed %d, %d steps)", variant, args.seed, args.steps)
-        run = run_isolated(args, data_dirs, variant, burn_in_runs)
+        run = runs[variant]
         results = run["results"]
         primary = reported_network(variant)  # one tiny network each
         row = {k: results[f"eval/{primary}/{k}"] for k in ("AP", "AP50", "AP75")}
         row["network"] = primary
         if "eval/ensemble_ab/AP" in results:
             row["ensemble_AP"] = results["eval/ensemble_ab/AP"]
+        if "results_at_lr_drop" in run:
+            row["AP_at_lr_drop"] = run["results_at_lr_drop"][f"eval/{primary}/AP"]
         row["wall_s"] = round(run["wall"], 1)
-        row["step_s"] = round(run["wall"] / args.steps, 3)
+        row["step_s"] = round(run["wall"] / table["run"]["steps"], 3)
         row["peak_rss_mb"] = round(run["peak_rss_mb"])
         table[variant] = row
         if run["quality"]:
             table["pseudo_labels"] = run["quality"]
     if args.bootstrap_draws > 0:
         table["margins"] = margins(args, data_dirs, table)
-    print(
-        f"\nSynthetic benchmark, seed {args.seed}"
-        + (f" (repeat {args.repeat}, training seed {training_seed(args)})" if args.repeat else "")
-        + f": {args.labeled} labeled persons, {args.steps} steps per method"
-    )
-    print(
-        f"{'method':<12}{'network':<11}{'AP':>7}{'AP50':>7}{'AP75':>7}{'A+B AP':>8}{'wall s':>8}"
-        f"{'s/step':>8}{'peak MB':>9}"
-    )
-    if "burn_in" in table:
-        b = table["burn_in"]
-        aps = ", ".join(f"{k[3:]} {v:.3f}" for k, v in b.items() if k.startswith("AP_"))
-        print(
-            f"start: burn-in networks of {args.burn_in_steps} supervised steps, AP {aps} "
-            f"(C and Dual's A start from a), {b['wall_s']:.0f} s (0 when cached)"
-        )
-    for method, row in table.items():
-        if method in ("run", "pseudo_labels", "burn_in", "margins"):
-            continue
-        ens = row.get("ensemble_AP")
-        print(
-            f"{method:<12}{row['network']:<11}{row['AP']:>7.3f}{row['AP50']:>7.3f}{row['AP75']:>7.3f}"
-            f"{(f'{ens:.3f}' if ens is not None else '-'):>8}{row['wall_s']:>8.0f}{row['step_s']:>8.2f}"
-            f"{row['peak_rss_mb']:>9.0f}"
-        )
-    if "pseudo_labels" in table:
-        q = table["pseudo_labels"]
-        print(
-            f"pseudo labels on the pool (OKS AP vs truth): A_t {q['A_t']:.3f}  B_t {q['B_t']:.3f}  "
-            f"mean(A_t,B_t) {q['mean_AB']:.3f}  PCM {q['PCM']:.3f}"
-        )
-        print("PCM statistics: " + ", ".join(f"{k} {v:.3f}" for k, v in q["pcm_stats"].items()))
-        print(
-            "pseudo labels vs truth, joint by joint (ks: OKS similarity; ok: ks >= 0.5; "
-            "swap: wrong, but right as the mirror joint), by PCM's position inconsistency:"
-        )
-        print(format_accuracy_table(q["by_pi"], ("A_t", "B_t", "PCM")))
-    for pair, m in table.get("margins", {}).items():
-        print(
-            f"margin {pair}: {m['diff']:+.4f} AP, 95 % interval [{m['ci95'][0]:+.4f}, {m['ci95'][1]:+.4f}], "
-            f"above in {100 * m['p_a_above_b']:.0f} % of {m['draws']} resamples of the val images"
-        )
+    print_table(args, table)
     if args.json:
         print(json.dumps(table))
     return table

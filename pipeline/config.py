@@ -39,6 +39,12 @@ class DataConfig:
     unlabeled_parquet: str | None = None
     # Paper: the unlabeled set is the whole pool, labeled images included.
     pool_includes_labeled: bool = True
+    # A pool read from annotations leaves out persons with fewer labelled keypoints (reference:
+    # 1, no person annotated without keypoints); box-only annotations always count.
+    pool_min_keypoints: int = 1
+    # Order in which "the first num_labeled persons" are taken: annotation file order, or
+    # images in file order with each image's persons in file order (the reference's database).
+    labeled_order: Literal["annotations", "images"] = "annotations"
     val_ann: str = "data/synthetic/val/annotations.json"
     val_images: str = "data/synthetic/val/images"
     skeleton: str = "coco17"
@@ -108,6 +114,18 @@ class MethodConfig:
     store_heatmaps: bool = True
     pcm_score_thr: float = 0.1
     pcm_pi_thr: float | None = None
+    # Dual Network's consistency loss: weight 1 on every joint (reference, False), or SSPCM's
+    # score mask (mean teacher peak > pcm_score_thr) borrowed by the baseline (True).
+    dual_score_mask: bool = False
+    # Joints SSCO and Joint Cutout draw their patch centres from: every joint (reference) or
+    # only those that pass the score mask ("kept").
+    occlusion_joints: Literal["all", "kept"] = "all"
+    # BatchNorm mode of the teachers' pseudo-label forwards (current and previous-epoch):
+    # "train" = batch statistics (reference), "eval" = running statistics.
+    teacher_bn: Literal["train", "eval"] = "train"
+    # Labeled and hard batches through separate forwards in a training step (reference), or
+    # one forward over both (BatchNorm statistics shared).
+    separate_forwards: bool = True
     # C's label: the chosen pair's mean heatmap (paper) or one Gaussian at its peak (codec sigma).
     pcm_label: Literal["mean", "gaussian"] = "mean"
     ssco_num_pairs: int = 2

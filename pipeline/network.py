@@ -44,6 +44,12 @@ class NetworkSpec:
     device: str = "cpu"
     num_threads: int = 0
     deterministic: bool = False
+    # BatchNorm mode of the teacher forwards (``predict``, ``predict_previous``): "train" uses
+    # the batch's statistics (and updates the running ones), as the reference code does.
+    teacher_bn: str = "train"
+    # Labeled and hard batches through separate forwards (reference: BN statistics per batch)
+    # or one forward over both.
+    separate_forwards: bool = True
 
 
 def _to_tensor(x, device: torch.device, dtype=torch.float32) -> torch.Tensor:
@@ -107,7 +113,11 @@ class Network:
     # ---- inference -------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, batch: dict) -> torch.Tensor:
-        """Heatmaps (N,K,h,w) float32 on CPU for ``batch['images']`` (N,3,H,W), eval mode."""
+        """Teacher heatmaps (N,K,h,w) float32 on CPU for ``batch['images']`` (N,3,H,W).
+
+        BatchNorm runs in ``spec.teacher_bn`` mode: "train" (the reference: batch statistics,
+        running statistics updated) or "eval" (running statistics).
+        """
         return self._predict_with(self.model, batch)
 
     @torch.no_grad()
@@ -118,8 +128,10 @@ class Network:
         return self._predict_with(self.previous, batch)
 
     def _predict_with(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        if self.spec.teacher_bn not in ("train", "eval"):
+            raise ValueError(f"teacher_bn must be 'train' or 'eval', got {self.spec.teacher_bn!r}")
         was_training = model.training
-        model.eval()
+        model.train(self.spec.teacher_bn == "train")
         out = model(_to_tensor(batch["images"], self.device)).float().cpu()
         model.train(was_training)
         return out
@@ -136,20 +148,23 @@ class Network:
 
         ``unsup_scale`` is the warm-up ramp of the consistency term (1 = the paper's weight).
 
-        The labeled and hard images go through the network in one forward pass (BN statistics
-        over both). ``sup_weight`` defaults to the spec's (0.5, paper) when ``hard`` is given
-        and to 1.0 for purely supervised training.
+        The labeled and hard images go through the network in two forward passes (BatchNorm
+        statistics per batch, as the reference), or in one over both with
+        ``spec.separate_forwards`` False. ``sup_weight`` defaults to the spec's (0.5, paper) when
+        ``hard`` is given and to 1.0 for purely supervised training.
         """
         self.model.train()
         x_lab = _to_tensor(labeled["images"], self.device)
         n_lab = x_lab.shape[0]
-        if hard is not None:
-            x = torch.cat([x_lab, _to_tensor(hard["images"], self.device)], dim=0)
+        if hard is None:
+            out_lab, out_hard = self.model(x_lab), None
+        elif self.spec.separate_forwards:
+            out_lab, out_hard = self.model(x_lab), self.model(_to_tensor(hard["images"], self.device))
         else:
-            x = x_lab
-        out = self.model(x)
+            out = self.model(torch.cat([x_lab, _to_tensor(hard["images"], self.device)], dim=0))
+            out_lab, out_hard = out[:n_lab], out[n_lab:]
         sup = joints_mse_loss(
-            out[:n_lab],
+            out_lab,
             _to_tensor(labeled["targets"], self.device),
             _to_tensor(labeled["target_weights"], self.device),
         )
@@ -158,7 +173,7 @@ class Network:
         metrics = {"sup_loss": float(sup.detach())}
         if hard is not None:
             unsup = joints_mse_loss(
-                out[n_lab:],
+                out_hard,
                 _to_tensor(hard["targets"], self.device),
                 _to_tensor(hard["target_weights"], self.device),
             )

@@ -43,6 +43,10 @@ class PseudoLabelConfig:
     decode_method: str = "argmax"  # how stored keypoints are read off heatmaps
     store_dir: str | None = None  # the pseudo-label store; None writes nothing
     store_heatmaps: bool = True  # also store PCM's corrected heatmaps (compactly encoded)
+    # Dual Network: weight 1 on every joint (reference) or SSPCM's score mask (True).
+    dual_score_mask: bool = False
+    # Patch centres of SSCO / Joint Cutout from every joint (reference) or only kept ones.
+    occlusion_joints: str = "all"
 
 
 def peak_keypoints_in(
@@ -63,6 +67,8 @@ class PseudoLabeler:
     """PCM + SSCO + hard views for a batch of unlabeled persons (pure torch, CPU or GPU)."""
 
     def __init__(self, cfg: PseudoLabelConfig):
+        if cfg.occlusion_joints not in ("all", "kept"):
+            raise ValueError(f"occlusion_joints must be 'all' or 'kept', got {cfg.occlusion_joints!r}")
         self.cfg = cfg
         self.codec = HeatmapCodec(
             tuple(cfg.input_size), tuple(cfg.heatmap_size), float(cfg.sigma), cfg.decode_method
@@ -234,26 +240,33 @@ class PseudoLabeler:
         }
         out = []
         for role, (target, weights) in sources.items():
-            kpts = peak_keypoints_in(target, weights, isz, hsz)
+            kpts = peak_keypoints_in(target, self._occlusion_weights(weights), isz, hsz)
             occluded, _ = cut_occlude(images, kpts, self._generator(step, role), self.cfg.ssco)
             out.append(self.hard_view(unlabeled, occluded, target, weights, role))
         stats = pcm_statistics(pcm)
         return out[0], out[1], out[2], stats
 
+    def _occlusion_weights(self, weights: torch.Tensor) -> torch.Tensor:
+        """Which joints may centre an SSCO / Joint Cutout patch: all (reference) or kept ones."""
+        return torch.ones_like(weights) if self.cfg.occlusion_joints == "all" else weights
+
     def dual_targets(
         self, hm_a: torch.Tensor, hm_b: torch.Tensor, unlabeled: dict, step: int
     ) -> tuple[dict, dict, dict]:
         """Dual Network (Xie et al. 2021): each teacher learns from the other's easy-view heatmaps
-        on a Joint-Cutout + hard-affine view. Returns (hard_a, hard_b, stats)."""
+        on a Joint-Cutout + hard-affine view, every joint with weight 1 (the reference; with
+        ``dual_score_mask`` only joints whose mean teacher peak passes PCM's score threshold).
+        Returns (hard_a, hard_b, stats)."""
         score_mask = ((hm_a.amax(dim=(2, 3)) + hm_b.amax(dim=(2, 3))) / 2 > self.cfg.pcm.score_thr).float()
+        weights = score_mask if self.cfg.dual_score_mask else torch.ones_like(score_mask)
         images = torch.as_tensor(unlabeled["images"])
         isz, hsz = self.cfg.input_size, self.cfg.heatmap_size
         out = []
         for role, target in (("teacher_a", hm_b), ("teacher_b", hm_a)):
-            kpts = peak_keypoints_in(target, score_mask, isz, hsz)
+            kpts = peak_keypoints_in(target, self._occlusion_weights(score_mask), isz, hsz)
             occluded, _ = joint_cutout(images, kpts, self._generator(step, role), self.cfg.ssco)
-            out.append(self.hard_view(unlabeled, occluded, target, score_mask, role))
-        stats = {"kept_fraction": float(score_mask.mean())}
+            out.append(self.hard_view(unlabeled, occluded, target, weights, role))
+        stats = {"kept_fraction": float(weights.mean()), "score_passed_fraction": float(score_mask.mean())}
         return out[0], out[1], stats
 
 

@@ -63,6 +63,8 @@ def network_specs(cfg: Config, num_joints: int) -> dict[str, NetworkSpec]:
             device=cfg.train.device,
             num_threads=cfg.train.num_threads,
             deterministic=cfg.train.deterministic,
+            teacher_bn=cfg.method.teacher_bn,
+            separate_forwards=cfg.method.separate_forwards,
         )
     return specs
 
@@ -99,6 +101,8 @@ def pseudo_label_config(cfg: Config, skeleton: Skeleton) -> PseudoLabelConfig:
         decode_method=cfg.codec.decode,
         store_dir=str(store) if store is not None else None,
         store_heatmaps=m.store_heatmaps,
+        dual_score_mask=m.dual_score_mask,
+        occlusion_joints=m.occlusion_joints,
     )
 
 
@@ -136,7 +140,9 @@ def load_run_data(cfg: Config) -> RunData:
     """Read the labeled subset (first N persons), the unlabeled pool and the validation set."""
     d = cfg.data
     skeleton = get_skeleton(d.skeleton)
-    labeled = load_coco_persons(d.labeled_ann, d.labeled_images, skeleton=skeleton, max_persons=d.num_labeled)
+    labeled = load_coco_persons(
+        d.labeled_ann, d.labeled_images, skeleton=skeleton, max_persons=d.num_labeled, order=d.labeled_order
+    )
     labeled = _checked(labeled, d.skip_bad_images, d.labeled_ann)
     unlabeled: list = []
     if cfg.method.name != "supervised":
@@ -147,7 +153,9 @@ def load_run_data(cfg: Config) -> RunData:
                 pool_source = {"image_list_json": d.unlabeled_ann, "detections_json": d.unlabeled_boxes}
             else:  # boxes from the pool's own person annotations (keypoints are never used)
                 pool_source = {"annotations_json": d.unlabeled_ann}
-            unlabeled = list(load_pool(image_dir=d.unlabeled_images, **pool_source))
+            unlabeled = list(
+                load_pool(image_dir=d.unlabeled_images, min_keypoints=d.pool_min_keypoints, **pool_source)
+            )
             unlabeled = _checked(unlabeled, d.skip_bad_images, d.unlabeled_ann)
         if d.pool_includes_labeled:
             unlabeled = unlabeled + load_coco_persons(d.labeled_ann, d.labeled_images, skeleton=skeleton)
@@ -243,6 +251,10 @@ class Trainer:
             return False
         self._restore(ckpt)
         return True
+
+    def restore(self, ckpt: str) -> None:
+        """Load every network and the schedule position from checkpoint ``ckpt``."""
+        self._restore(ckpt)
 
     def _restore(self, ckpt: str) -> None:
         store = checkpoint_store(self.cfg)
@@ -385,8 +397,12 @@ class Trainer:
                 self.save()
 
     # ---- evaluation ----------------------------------------------------------------
-    def evaluate(self, write: bool = False) -> dict[str, float]:
-        """COCO AP of the student (or the only network) and of the A+B ensemble on the val set."""
+    def evaluate(self, write: bool = False, tag: str = "") -> dict[str, float]:
+        """COCO AP of the student (or the only network) and of the A+B ensemble on the val set.
+
+        With ``write``, the results go to ``results_<network><tag>.json`` and ``eval<tag>.json``
+        in the run directory (``tag`` tells an intermediate evaluation from the final one).
+        """
         weights = self.ex.gather([self.ex.submit(h, "get_weights") for h in self.nets.values()])
         weights = dict(zip(self.nets, weights))
         specs = network_specs(self.cfg, self.data.skeleton.num_joints)
@@ -414,10 +430,10 @@ class Trainer:
             results = make_keypoint_results(pred["image_ids"], pred["kpts_img"], pred["box_scores"])
             stats = coco_keypoint_eval(self.cfg.data.val_ann, results, sigmas=self.data.skeleton.sigmas_array)
             if write:
-                write_results(results, self.run_dir / f"results_{name}.json")
+                write_results(results, self.run_dir / f"results_{name}{tag}.json")
             out.update({f"eval/{name}/{k}": v for k, v in stats.items()})
         if write:
-            (self.run_dir / "eval.json").write_text(json.dumps(out, indent=2))
+            (self.run_dir / f"eval{tag}.json").write_text(json.dumps(out, indent=2))
         return out
 
 

@@ -153,13 +153,27 @@ def list_image_folder(image_dir: str | Path) -> list[str]:
     )
 
 
+def _num_keypoints(ann: dict) -> int | None:
+    """Labelled keypoints of an annotation (``num_keypoints``, else counted from ``keypoints``);
+    None when it carries no keypoint information at all (a box-only annotation)."""
+    if "num_keypoints" in ann:
+        return int(ann["num_keypoints"])
+    kpts = ann.get("keypoints")
+    if kpts is None:
+        return None
+    return int(np.count_nonzero(np.asarray(kpts, dtype=np.float64).reshape(-1, 3)[:, 2] > 0))
+
+
 def _boxes_from_annotations(
-    data: dict, json_path: str | Path
+    data: dict, json_path: str | Path, min_keypoints: int = 0
 ) -> Iterator[tuple[Any, np.ndarray, float, int]]:
     coco = build_coco(data, json_path)
     cat_id = find_person_category(data, json_path)["id"]
     for ann in coco.dataset["annotations"]:
         if ann["category_id"] != cat_id or ann.get("iscrowd", 0):
+            continue
+        labelled = _num_keypoints(ann)
+        if labelled is not None and labelled < min_keypoints:
             continue
         yield (
             ann["image_id"],
@@ -205,6 +219,7 @@ def load_pool(
     min_box_size: float = 1.0,
     check_files: bool = True,
     exclude_image_ids: Collection[int] = (),
+    min_keypoints: int = 0,
 ) -> WildPool:
     """Build the unlabeled pool (see the module docstring for the sources and the id rules).
 
@@ -217,6 +232,9 @@ def load_pool(
         min_box_size: drop boxes whose shorter side (after clipping) is below this many pixels.
         check_files: raise if an image of a kept box does not exist (one stat per image).
         exclude_image_ids: images left out (e.g. the labeled ones, when the pool must not include them).
+        min_keypoints: with ``annotations_json``, leave out persons annotated with fewer labelled
+            keypoints (1 = the reference's pool: no person without keypoints); annotations that
+            carry no keypoint information always count.
 
     Returns:
         A :class:`WildPool` with (N, 4) xywh boxes in image space, in source order.
@@ -239,7 +257,7 @@ def load_pool(
     if detections_json is not None:
         source, boxes = detections_json, _boxes_from_detections(detections_json, folder_pool)
     elif annotations_json is not None:
-        source, boxes = annotations_json, _boxes_from_annotations(data, annotations_json)
+        source, boxes = annotations_json, _boxes_from_annotations(data, annotations_json, min_keypoints)
     else:
         raise ValueError("the pool needs person boxes: pass detections_json or annotations_json")
     pool = _collect(boxes, images, source, min_box_score, min_box_size, check_files, set(exclude_image_ids))

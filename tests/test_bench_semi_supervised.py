@@ -24,7 +24,11 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"burn_in", "supervised", "sspcm", "pseudo_labels"} <= set(table)
-    assert table["run"] == {"seed": 3, "repeat": 2, "train_seed": 2003, "steps": 4}
+    run = table["run"]
+    assert {k: run[k] for k in ("seed", "repeat", "train_seed", "steps")} == {
+        "seed": 3, "repeat": 2, "train_seed": 2003, "steps": 4,
+    }  # fmt: skip
+    assert run["steps_per_epoch"] == 2 and run["pool_persons"] > 0
     assert "repeat 2, training seed 2003" in proc.stdout
     for method in ("supervised", "sspcm"):
         row = table[method]
@@ -33,7 +37,7 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
     quality = table["pseudo_labels"]
     assert {"A_t", "B_t", "PCM", "mean_AB", "pcm_stats", "by_pi", "by_joint"} <= set(quality)
     # every labelled pool joint is scored once: in one PI bin and under its joint type
-    pool = json.loads((tmp_path / "quick_data" / "seed3_d0.5" / "pool" / "annotations.json").read_text())
+    pool = json.loads((tmp_path / "quick_data" / "seed3_d0" / "pool" / "annotations.json").read_text())
     pool_joints = sum(a["num_keypoints"] for a in pool["annotations"] if a["image_id"] >= 100_000)
     assert sum(b["joints"] for b in quality["by_pi"]) == pool_joints > 0
     assert sum(r["joints"] for r in quality["by_joint"]) == pool_joints
@@ -44,7 +48,13 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
     assert "swap" in proc.stdout
     # the margin's paired bootstrap compared the two methods' own results files
     margin = table["margins"]["sspcm-supervised"]
-    assert set(table["margins"]) == {"sspcm-supervised"} and margin["draws"] == 5
+    assert set(table["margins"]) == {"sspcm-supervised", "supervised-at_lr_drop"} and margin["draws"] == 5
+    # supervised is also scored at its first LR drop (has it plateaued?), from its own checkpoint
+    assert (tmp_path / "seed3_r2" / "supervised" / "results_student_at_lr_drop.json").is_file()
+    drop = table["margins"]["supervised-at_lr_drop"]
+    assert drop["diff"] == pytest.approx(
+        table["supervised"]["AP"] - table["supervised"]["AP_at_lr_drop"], abs=1e-9
+    )
     assert margin["diff"] == pytest.approx(table["sspcm"]["AP"] - table["supervised"]["AP"], abs=1e-9)
     assert margin["ci95"][0] <= margin["ci95"][1]
     # repeat 2 trained into its own directory with its own training seed

@@ -113,3 +113,57 @@ def test_init_weights_of_another_architecture_is_a_clear_error(tmp_path):
     missing = NetworkSpec(**{**spec().__dict__, "init_weights": str(tmp_path / "nope")})
     with pytest.raises(FileNotFoundError, match="nope"):
         Network(missing)
+
+
+def _bn_running_means(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+def test_teacher_forward_uses_batch_statistics_by_default():
+    """Reference: the teachers' pseudo-label forwards run BatchNorm in train mode."""
+    net = Network(spec("teacher_a"))
+    b = batch(0)
+    before = _bn_running_means(net.model)
+    net.model.eval()
+    out = net.predict(b)
+    assert not net.model.training  # the network's own mode is left as it was
+    after = _bn_running_means(net.model)
+    assert any(not torch.equal(x, y) for x, y in zip(before, after))  # running statistics moved
+    net.model.train()
+    with torch.no_grad():
+        torch.testing.assert_close(out, net.model(b["images"]))
+        net.model.eval()
+        assert not torch.allclose(out, net.model(b["images"]), atol=1e-4)
+
+
+def test_teacher_forward_in_eval_mode_when_asked():
+    net = Network(NetworkSpec(**{**spec("teacher_a").__dict__, "teacher_bn": "eval"}))
+    b = batch(0)
+    before = _bn_running_means(net.model)
+    out = net.predict(b)
+    net.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(out, net.model(b["images"]))
+    assert all(torch.equal(x, y) for x, y in zip(before, _bn_running_means(net.model)))
+
+
+@pytest.mark.parametrize("separate", [True, False])
+def test_labeled_and_hard_forwards_separate_or_joint(separate):
+    """Reference: labeled and hard batches go through separate forwards (BN statistics per batch)."""
+    s = NetworkSpec(**{**spec().__dict__, "separate_forwards": separate})
+    net, probe = Network(s), Network(s)
+    lab, hard = batch(0), batch(1)
+    m = net.train_step(lab, hard=hard)
+    probe.model.train()
+    with torch.no_grad():
+        if separate:
+            out_lab, out_hard = probe.model(lab["images"]), probe.model(hard["images"])
+        else:
+            both = probe.model(torch.cat([lab["images"], hard["images"]]))
+            out_lab, out_hard = both[:4], both[4:]
+    from pipeline.losses import joints_mse_loss
+
+    sup = joints_mse_loss(out_lab, lab["targets"], lab["target_weights"])
+    unsup = joints_mse_loss(out_hard, hard["targets"], hard["target_weights"])
+    assert m["sup_loss"] == pytest.approx(float(sup), rel=1e-5)
+    assert m["unsup_loss"] == pytest.approx(float(unsup), rel=1e-5)

@@ -18,13 +18,14 @@ from pipeline.views import compose_affine, transform_points
 CODEC = HeatmapCodec(input_size=(64, 64), heatmap_size=(16, 16), sigma=1.5)
 
 
-def labeler(**kw) -> PseudoLabeler:
+def labeler(labeler_kw: dict | None = None, **ssco_kw) -> PseudoLabeler:
     cfg = PseudoLabelConfig(
         input_size=CODEC.input_size,
         heatmap_size=CODEC.heatmap_size,
         flip_indices=COCO17.flip_indices,
         pcm=PCMConfig(),
-        ssco=SSCOConfig(**kw),
+        ssco=SSCOConfig(**ssco_kw),
+        **(labeler_kw or {}),
     )
     return PseudoLabeler(cfg)
 
@@ -161,3 +162,38 @@ def test_dual_targets_cross_and_cutout():
     # Joint Cutout erases around B's keypoints (input px 40, 36), never the far corner
     assert changed[:, 36, 40].all() and not changed[:, 0:5, 0:5].any()
     assert stats["kept_fraction"] == 1.0
+
+
+def faint_teachers(n=2):
+    """Teacher maps whose every peak (0.05) fails PCM's score mask (mean peak <= 0.1)."""
+    return gaussian_maps([(10, 9)] * 17, n=n, peak=0.05), gaussian_maps([(10, 9)] * 17, n=n, peak=0.05)
+
+
+def labeler_with(**kw) -> PseudoLabeler:
+    return labeler(labeler_kw=kw)
+
+
+def test_dual_weights_every_joint_like_the_reference():
+    """Dual Network has no score mask: weight 1 on every joint, however faint the teachers."""
+    hm_a, hm_b = faint_teachers()
+    hard_a, hard_b, stats = labeler_with().dual_targets(hm_a, hm_b, identity_batch(), step=0)
+    assert hard_a["target_weights"].eq(1).all() and hard_b["target_weights"].eq(1).all()
+    assert stats["kept_fraction"] == 1.0 and stats["score_passed_fraction"] == 0.0
+    masked_a, _, masked = labeler_with(dual_score_mask=True).dual_targets(
+        hm_a, hm_b, identity_batch(), step=0
+    )
+    assert masked_a["target_weights"].eq(0).all() and masked["kept_fraction"] == 0.0
+
+
+def test_occlusion_patches_centre_on_any_joint_by_default():
+    """SSCO and Joint Cutout draw from every joint (reference), not only score-mask survivors."""
+    hm_a, hm_b = faint_teachers(n=4)
+    batch = identity_batch(4)
+    for occlusion, expect_change in (("all", True), ("kept", False)):
+        pl = labeler_with(occlusion_joints=occlusion)
+        hard_a, _, _ = pl.dual_targets(hm_a, hm_b, batch, step=0)
+        cutout = ((hard_a["images"] - batch["images"]).abs() > 1e-4).any()
+        hard_a, _, hard_c, _ = pl.sspcm_targets(hm_a, hm_b, None, None, batch, step=0)
+        pasted = [((h["images"] - batch["images"]).abs() > 1e-4).any() for h in (hard_a, hard_c)]
+        assert bool(cutout) is expect_change and all(bool(p) is expect_change for p in pasted)
+        assert hard_a["target_weights"].eq(0).all()  # the loss mask is SSPCM's either way

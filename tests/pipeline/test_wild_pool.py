@@ -147,3 +147,18 @@ def test_missing_image_file_and_missing_box_source_raise(tmp_path):
         load_pool(image_dir=MM / "coco", image_list_json=MM / "coco" / "test_coco.json")
     with pytest.raises(FileNotFoundError, match="image folder not found"):
         load_pool(image_dir=tmp_path / "nope", detections_json=DETS)
+
+
+def test_pool_leaves_out_persons_annotated_without_keypoints():
+    """Reference pool: COCO persons with num_keypoints == 0 are not unlabeled samples."""
+    ann = MINI / "annotations" / "person_keypoints_train2017.json"
+    if not ann.is_file():
+        ann = next(MINI.rglob("*.json"))
+    data = json.loads(ann.read_text())
+    persons = [a for a in data["annotations"] if a["category_id"] == 1 and not a.get("iscrowd", 0)]
+    without = sum(1 for a in persons if a.get("num_keypoints", 0) == 0)
+    assert without > 0  # the real sample has such persons
+    images = MINI / "train2017"
+    every = load_pool(image_dir=images, annotations_json=ann)
+    labelled = load_pool(image_dir=images, annotations_json=ann, min_keypoints=1)
+    assert len(every) == len(persons) and len(labelled) == len(persons) - without
