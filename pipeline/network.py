@@ -89,6 +89,8 @@ class Network:
     """
 
     def __init__(self, spec: NetworkSpec):
+        if spec.teacher_bn not in ("train", "eval"):
+            raise ValueError(f"teacher_bn must be 'train' or 'eval', got {spec.teacher_bn!r}")
         self.spec = spec
         if spec.num_threads > 0:
             torch.set_num_threads(spec.num_threads)
@@ -128,8 +130,6 @@ class Network:
         return self._predict_with(self.previous, batch)
 
     def _predict_with(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        if self.spec.teacher_bn not in ("train", "eval"):
-            raise ValueError(f"teacher_bn must be 'train' or 'eval', got {self.spec.teacher_bn!r}")
         was_training = model.training
         model.train(self.spec.teacher_bn == "train")
         out = model(_to_tensor(batch["images"], self.device)).float().cpu()
