@@ -183,6 +183,11 @@ BURN_IN_OF_ROLE = {
 BURN_IN_SALTS = {"a": 1, "b": 2, "c": 3}  # seed offsets of the burn-in networks
 
 
+def burn_ins_of(variant: str) -> dict[str, str]:
+    """Role -> burn-in network of ``variant`` (its own entry, else its method's)."""
+    return BURN_IN_OF_ROLE.get(variant, BURN_IN_OF_ROLE[VARIANTS[variant][0]])
+
+
 def reported_network(variant: str) -> str:
     """The one network whose AP the benchmark reports for ``variant``: Dual's A, else the student."""
     return "teacher_a" if VARIANTS[variant][0] == "dual" else "student"
@@ -204,7 +209,7 @@ def method_overrides(
 ) -> list[str]:
     epochs = args.epochs
     method = VARIANTS[variant][0]
-    starts = BURN_IN_OF_ROLE[variant if variant in BURN_IN_OF_ROLE else method] if burn_in else {}
+    starts = burn_ins_of(variant) if burn_in else {}
     inits = [f"model.{role}_init={burn_in[name]}" for role, name in starts.items()]
     return [
         *data_overrides(args, data, variant),
@@ -570,9 +575,7 @@ def main(argv: list[str] | None = None) -> dict:
     burn_in_runs: dict[str, Path] = {}
     if args.burn_in_steps > 0:
         t0 = time.perf_counter()
-        needed = sorted(
-            {n for v in variants for n in BURN_IN_OF_ROLE.get(v, BURN_IN_OF_ROLE[VARIANTS[v][0]]).values()}
-        )
+        needed = sorted({n for v in variants for n in burn_ins_of(v).values()})
         aps = run_parallel(args.jobs, [(train_burn_in, args, data_dirs, name) for name in needed])
         burn_in_runs = {name: burn_in_dir(args, data_dirs, name) for name in needed}
         table["burn_in"] = {
