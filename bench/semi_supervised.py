@@ -61,7 +61,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.paired_bootstrap import paired_bootstrap
 from jobs.cli import setup_logging
 from pipeline.checkpoints import list_checkpoints
 from pipeline.config import load_config
@@ -69,6 +68,7 @@ from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results
 from pipeline.heatmaps import heatmap_to_image
 from pipeline.label_accuracy import accuracy_against_truth, format_accuracy_table
 from pipeline.models import build_model
+from pipeline.paired_bootstrap import paired_bootstrap
 from pipeline.pcm import correct_pseudo_labels, pcm_statistics
 from pipeline.schedule import LocalExecutor
 from pipeline.synthetic import generate_dataset, write_json_atomic
@@ -81,11 +81,12 @@ REPO = Path(__file__).resolve().parents[1]
 # The default regime (the module docstring says why).
 DEFAULTS = {
     "difficulty": 0.0,
-    "labeled": 300,
-    "labeled_images": 160,
-    "pool_images": 3200,
-    "val_images": 1000,
-    "epochs": 6,
+    "max_people": 1,
+    "labeled": 250,
+    "labeled_images": 280,
+    "pool_images": 5000,
+    "val_images": 500,
+    "epochs": 5,
     "burn_in_steps": 1500,
 }
 # Relative cost of one step of each variant on CPU (the slowest are started first).
@@ -93,9 +94,16 @@ COST_PER_STEP = {"supervised": 1.0, "oracle": 1.0, "dual": 8.0, "sspcm": 12.0, "
 
 
 def make_data(
-    root: Path, seed: int, labeled_images: int, pool_images: int, val_images: int, difficulty: float = 1.0
+    root: Path,
+    seed: int,
+    labeled_images: int,
+    pool_images: int,
+    val_images: int,
+    difficulty: float = 1.0,
+    max_people: int = 3,
 ) -> dict[str, Path]:
-    """Generate (or reuse) the three synthetic sets of one benchmark seed; image ids are disjoint."""
+    """Generate (or reuse) the three synthetic sets of one benchmark seed (1..``max_people``
+    persons per image); image ids are disjoint."""
     sets = {"labeled": (labeled_images, 1), "pool": (pool_images, 100_000), "val": (val_images, 1_000_000)}
     for name, (n, start) in sets.items():
         ann = root / name / "annotations.json"
@@ -103,11 +111,24 @@ def make_data(
             continue
         log.info("generating %s: %d images (seed %d)", name, n, seed)
         generate_dataset(
-            root / name, seed=seed * 7919 + 11, num_images=n, start_id=start, workers=2, difficulty=difficulty
+            root / name,
+            seed=seed * 7919 + 11,
+            num_images=n,
+            start_id=start,
+            workers=2,
+            difficulty=difficulty,
+            max_people=max_people,
         )
     dirs = {name: root / name for name in sets}
     dirs["all"] = write_all_labels(root, dirs["labeled"], dirs["pool"])
     return dirs
+
+
+def data_tag(args: argparse.Namespace) -> str:
+    """The data folder of a seed: ``seed<N>_d<difficulty>[_mp<max people>]`` (``_mp3``, the
+    generator's own default, is left out)."""
+    tag = f"seed{args.seed}_d{args.difficulty:g}"
+    return tag + (f"_mp{args.max_people}" if args.max_people != 3 else "")
 
 
 def write_all_labels(root: Path, labeled: Path, pool: Path) -> Path:
@@ -525,6 +546,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--difficulty", type=float, default=DEFAULTS["difficulty"], help="synthetic difficulty in [0, 1]"
     )
     parser.add_argument(
+        "--max-people", type=int, default=DEFAULTS["max_people"], help="persons per synthetic image: 1..N"
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="extra config override"
     )
     parser.add_argument("--data-dir", default=str(REPO / "data" / "bench"))
@@ -544,7 +568,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.epochs, args.steps_per_epoch, args.batch_size, args.labeled = 2, 2, 4, 20
         args.burn_in_steps = min(args.burn_in_steps, 4)
-        args.labeled_images, args.pool_images, args.val_images = 12, 24, 8
+        args.labeled_images, args.pool_images, args.val_images = 20, 24, 8
         args.data_dir = str(Path(args.out_dir) / "quick_data")
         args.bootstrap_draws = min(args.bootstrap_draws, 5)
     variants = args.methods.split(",")
@@ -554,12 +578,13 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging(args.log_level)
     torch.set_num_threads(args.threads)
     data_dirs = make_data(
-        Path(args.data_dir) / f"seed{args.seed}_d{args.difficulty:g}",
+        Path(args.data_dir) / data_tag(args),
         args.seed,
         args.labeled_images,
         args.pool_images,
         args.val_images,
         args.difficulty,
+        args.max_people,
     )
     per_epoch = steps_per_epoch(args, data_dirs)
     table: dict[str, dict] = {

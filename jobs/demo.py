@@ -1,21 +1,25 @@
-"""The demo: synthetic people -> SSPCM through the Ray driver -> COCO AP next to a supervised baseline.
+"""The demo: synthetic people -> SSPCM through the Ray driver -> COCO AP next to a supervised
+baseline, with the margin's 95 % interval and a picture.
 
-    python -m jobs.demo [--config configs/demo.yaml] [--train-images 600] [--val-images 100]
-                        [--difficulty 0.5] [--burn-in-steps 1000] [--burn-in-lr 2e-3] [--runtime ray|local]
-                        [--section.field=value ...]
+    python -m jobs.demo [--config configs/demo.yaml] [--train-images 1600] [--val-images 300]
+                        [--difficulty 0] [--max-people 1] [--burn-in-steps 500] [--burn-in-lr 2e-3]
+                        [--runtime ray|local] [--bootstrap-draws 200] [--section.field=value ...]
 
-Generates the synthetic data set under ``data/synthetic/`` (difficulty 0.5, as the benchmark) unless
-a set made the same way is there, then:
+Generates the synthetic data set under ``data/synthetic/`` (one upright person per image, the
+benchmark's regime) unless a set made the same way is there, then:
   1. evaluates an untrained student (the floor),
-  2. burn-in: trains three small networks in-process on the labeled persons only (supervised,
-     ``--burn-in-steps`` each; the offline stand-in for the paper's ImageNet start) and prints
-     the AP of the first: this is the plain supervised result after a few CPU minutes,
-  3. goes on with the supervised baseline (the student alone, from burn-in ``a``) for the
-     config's steps,
-  4. trains SSPCM for the same steps (C from burn-in ``a``, A from ``c``, B from ``b``: three
-     independently started networks, as in the paper; one Ray actor
-     per network plus the pseudo-label actor, on a local Ray instance it starts itself),
-and prints the APs and wall times; the last line is one JSON object.
+  2. burn-in: trains three small networks on the labeled persons only (``--burn-in-steps``
+     supervised steps each, three processes side by side; the offline stand-in for the paper's
+     ImageNet start): ``a`` starts both reported students, ``b`` and ``c`` SSPCM's teachers B
+     and A, so that the three networks start apart as in the paper,
+  3. trains the supervised baseline (the student alone, from ``a``) for the config's steps,
+  4. trains SSPCM for the same steps (one Ray actor per network plus the pseudo-label actor, on a
+     local Ray instance it starts itself, or in-process with ``--runtime local``),
+  5. compares the two students on the validation images with a paired bootstrap (95 % interval),
+  6. writes ``<run>/demo.png``: AP against step for both students (and SSPCM's teacher
+     ensemble), with PCM's labels drawn on a few pool persons.
+The last line on stdout is one JSON object: ``{"supervised": {"AP": ...}, "sspcm": {"AP": ...},
+"margin": {"diff": ..., "ci95": [lo, hi], ...}, ...}``.
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ import argparse
 import dataclasses
 import json
 import logging
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from jobs.cli import setup_logging, split_overrides
 from pipeline.config import Config, load_config
+from pipeline.demo_figure import ap_curve, label_overlays, write_demo_figure
+from pipeline.paired_bootstrap import paired_bootstrap
 from pipeline.schedule import LocalExecutor
 from pipeline.synthetic import generate_dataset
 from pipeline.trainer import Trainer, build_local, load_run_data, train_local
@@ -37,7 +45,7 @@ log = logging.getLogger("jobs.demo")
 
 
 def ensure_synthetic(
-    root: Path, train_images: int, val_images: int, seed: int, difficulty: float = 0.5
+    root: Path, train_images: int, val_images: int, seed: int, difficulty: float = 0.0, max_people: int = 1
 ) -> None:
     """Generate ``root/train`` and ``root/val`` (disjoint image ids) unless already present.
 
@@ -45,15 +53,30 @@ def ensure_synthetic(
     (or by an older demo, without that file) is generated again.
     """
     for name, n, start, s in (("train", train_images, 1, seed), ("val", val_images, 1_000_000, seed + 1)):
-        recipe = {"seed": s, "images": n, "start_id": start, "difficulty": difficulty}
+        recipe = {
+            "seed": s,
+            "images": n,
+            "start_id": start,
+            "difficulty": difficulty,
+            "max_people": max_people,
+        }
         marker = root / name / "generated.json"
         if (root / name / "annotations.json").is_file() and marker.is_file():
             if json.loads(marker.read_text()) == recipe:
                 continue
         log.info(
-            "generating synthetic %s set: %d images, difficulty %g -> %s", name, n, difficulty, root / name
+            "generating synthetic %s set: %d images, difficulty %g, up to %d persons each -> %s",
+            name, n, difficulty, max_people, root / name,
+        )  # fmt: skip
+        generate_dataset(
+            root / name,
+            seed=s,
+            num_images=n,
+            start_id=start,
+            difficulty=difficulty,
+            max_people=max_people,
+            workers=2,
         )
-        generate_dataset(root / name, seed=s, num_images=n, start_id=start, difficulty=difficulty, workers=2)
         marker.write_text(json.dumps(recipe))
 
 
@@ -65,28 +88,58 @@ def _variant(cfg: Config, method: str, suffix: str) -> Config:
     )
 
 
+def _burn_in(cfg: Config, log_level: str) -> dict[str, float]:
+    """One burn-in network in a spawned child process (one torch thread): its final evaluation."""
+    setup_logging(log_level)
+    return train_local(cfg)
+
+
+def burn_in_configs(cfg: Config, steps: int, lr: float) -> dict[str, Config]:
+    """The three burn-in runs (``<out_dir>_burn_in_<name>``): supervised, constant ``lr``,
+    ``steps`` steps, one thread each, seeds ``100 * train.seed + 1, 2, 3``."""
+    epochs = max(1, min(10, steps))
+    out = {}
+    for k, name in enumerate(("a", "b", "c")):
+        b = _variant(cfg, "supervised", f"_burn_in_{name}")
+        out[name] = dataclasses.replace(
+            b,
+            optim=dataclasses.replace(
+                cfg.optim, epochs=epochs, steps_per_epoch=max(1, steps // epochs), lr=lr, lr_steps=()
+            ),
+            train=dataclasses.replace(
+                b.train, seed=cfg.train.seed * 100 + k + 1, num_threads=1, eval_every_epochs=0
+            ),
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--train-images", type=int, default=600)
-    parser.add_argument("--val-images", type=int, default=100)
+    parser.add_argument("--train-images", type=int, default=1600, help="the labeled set and the pool")
+    parser.add_argument("--val-images", type=int, default=300)
     parser.add_argument("--data-seed", type=int, default=0)
-    parser.add_argument(
-        "--difficulty", type=float, default=0.5, help="synthetic difficulty in [0, 1] (as the benchmark)"
-    )
+    parser.add_argument("--difficulty", type=float, default=0.0, help="synthetic difficulty in [0, 1]")
+    parser.add_argument("--max-people", type=int, default=1, help="persons per synthetic image: 1..N")
     parser.add_argument(
         "--burn-in-steps",
         type=int,
-        default=1000,
-        help="supervised steps of the two starting networks (0 = SSPCM and the baseline from scratch)",
+        default=500,
+        help="supervised steps of the three starting networks (0 = SSPCM and the baseline from scratch)",
     )
     parser.add_argument("--burn-in-lr", type=float, default=2e-3, help="constant LR of the burn-in")
     parser.add_argument("--runtime", choices=["ray", "local"], help="override resources.runtime for SSPCM")
+    parser.add_argument(
+        "--bootstrap-draws", type=int, default=200, help="paired bootstrap of the margin over the val images"
+    )
     parser.add_argument("--log-level", default="INFO")
     args, overrides = split_overrides(parser, argv)
+    if args.bootstrap_draws < 1:
+        parser.error("--bootstrap-draws must be >= 1")
     setup_logging(args.log_level)
+    t_start = time.perf_counter()
     cfg = load_config(args.config, overrides)
     if args.runtime:
         cfg = dataclasses.replace(cfg, resources=dataclasses.replace(cfg.resources, runtime=args.runtime))
@@ -96,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.val_images,
         args.data_seed,
         args.difficulty,
+        args.max_people,
     )
     summary: dict = {}
 
@@ -107,43 +161,34 @@ def main(argv: list[str] | None = None) -> dict:
         "eval/student/AP"
     ]
 
-    # SSPCM's epoch is a pass over the pool; the supervised runs take the same steps per epoch
+    # SSPCM's epoch is a pass over the pool; the supervised baseline takes the same steps per epoch
     sspcm_data = load_run_data(cfg)
     o = cfg.optim
     steps = o.steps_per_epoch or max(
         len(sspcm_data.labeled) // o.batch_size, len(sspcm_data.unlabeled) // o.unlabeled_batch_size, 1
     )
+    summary["steps"] = steps * o.epochs
+    summary["labeled_persons"], summary["pool_persons"] = len(sspcm_data.labeled), len(sspcm_data.unlabeled)
 
-    # 2. burn-in: three supervised networks on the labeled persons (constant LR): a (the start of
-    # both reported students), b and c (SSPCM's teachers B and A)
-    burn_in = {}
-    t0 = time.perf_counter()
+    # 2. burn-in: three supervised networks on the labeled persons, side by side (constant LR)
     if args.burn_in_steps > 0:
-        epochs = max(1, min(10, args.burn_in_steps))
-        for name in ("a", "b", "c"):
-            b = _variant(cfg, "supervised", f"_burn_in_{name}")
-            b = dataclasses.replace(
-                b,
-                optim=dataclasses.replace(
-                    o,
-                    epochs=epochs,
-                    steps_per_epoch=max(1, args.burn_in_steps // epochs),
-                    lr=args.burn_in_lr,
-                    lr_steps=(),
-                ),
-                train=dataclasses.replace(b.train, seed=cfg.train.seed * 100 + len(burn_in) + 1),
-            )
-            log.info("burn-in %s: %d supervised steps, in-process", name, args.burn_in_steps)
-            res = train_local(b)
-            burn_in[name] = str(Path(b.train.out_dir).resolve())  # Ray actors load it too
-            summary[f"burn_in_{name}_AP"] = res["eval/student/AP"]
-        summary["supervised_burn_in_steps"] = args.burn_in_steps
-        summary["burn_in_wall_s"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        runs = burn_in_configs(cfg, args.burn_in_steps, args.burn_in_lr)
         log.info(
-            "supervised after %d steps (%.0f s for three networks): AP %.3f (untrained %.3f)",
-            args.burn_in_steps,
-            summary["burn_in_wall_s"],
-            summary["burn_in_a_AP"],
+            "burn-in: networks %s, %d supervised steps each, three processes side by side",
+            ", ".join(runs), args.burn_in_steps,
+        )  # fmt: skip
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=len(runs), mp_context=ctx) as pool:
+            results = dict(zip(runs, pool.map(_burn_in, runs.values(), [args.log_level] * len(runs))))
+        burn_in = {name: str(Path(r.train.out_dir).resolve()) for name, r in runs.items()}  # actors load them
+        summary["burn_in"] = {f"AP_{name}": res["eval/student/AP"] for name, res in results.items()}
+        summary["burn_in"]["steps"] = args.burn_in_steps
+        summary["burn_in"]["wall_s"] = round(time.perf_counter() - t0, 1)
+        log.info(
+            "burn-in done in %.0f s: AP %s (untrained %.3f)",
+            summary["burn_in"]["wall_s"],
+            ", ".join(f"{n} {r['eval/student/AP']:.3f}" for n, r in results.items()),
             summary["untrained_AP"],
         )
         cfg = dataclasses.replace(
@@ -159,8 +204,12 @@ def main(argv: list[str] | None = None) -> dict:
     log.info("supervised baseline: %d epochs x %d steps, in-process", o.epochs, steps)
     t0 = time.perf_counter()
     sup = train_local(supervised)
-    summary["supervised_AP"] = sup["eval/student/AP"]
-    summary["supervised_wall_s"] = round(time.perf_counter() - t0, 1)
+    summary["supervised"] = {
+        "AP": sup["eval/student/AP"],
+        "AP50": sup["eval/student/AP50"],
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "run_dir": supervised.train.out_dir,
+    }
 
     # 4. SSPCM, through the Ray driver (or in-process with --runtime local)
     log.info("SSPCM: %d epochs x %d steps, runtime %s", o.epochs, steps, cfg.resources.runtime)
@@ -171,23 +220,70 @@ def main(argv: list[str] | None = None) -> dict:
         res = train_ray(cfg)
     else:
         res = train_local(cfg)
-    summary["sspcm_student_AP"] = res["eval/student/AP"]
-    summary["sspcm_student_AP50"] = res["eval/student/AP50"]
-    summary["sspcm_ensemble_AP"] = res.get("eval/ensemble_ab/AP")
-    summary["sspcm_wall_s"] = round(time.perf_counter() - t0, 1)
-    summary["run_dir"] = cfg.train.out_dir
+    summary["sspcm"] = {
+        "AP": res["eval/student/AP"],
+        "AP50": res["eval/student/AP50"],
+        "ensemble_AP": res.get("eval/ensemble_ab/AP"),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "run_dir": cfg.train.out_dir,
+    }
+
+    # 5. is SSPCM's student really above the baseline? paired bootstrap over the val images
+    t0 = time.perf_counter()
+    m = paired_bootstrap(
+        Path(cfg.data.val_ann),
+        Path(cfg.train.out_dir) / "results_student.json",
+        Path(supervised.train.out_dir) / "results_student.json",
+        draws=args.bootstrap_draws,
+        seed=cfg.train.seed,
+    )
+    summary["margin"] = {
+        "diff": m["diff"],
+        "ci95": m["ci95"],
+        "relative": m["diff"] / m["AP_b"] if m["AP_b"] > 0 else None,
+        "p_sspcm_above": m["p_a_above_b"],
+        "draws": m["draws"],
+    }
+    log.info("paired bootstrap: %d draws in %.0f s", m["draws"], time.perf_counter() - t0)
+
+    # 6. the picture: AP against step, and PCM's labels on a few pool persons
+    start = [(0, summary["burn_in"]["AP_a"])] if "burn_in" in summary else []
+    curves = {
+        "supervised (student)": start + ap_curve(supervised.train.out_dir),
+        "SSPCM student C": start + ap_curve(cfg.train.out_dir),
+        "SSPCM teachers A+B": ap_curve(cfg.train.out_dir, "ensemble_ab"),
+    }
+    overlays = label_overlays(Path(cfg.train.out_dir) / "pseudo_labels", cfg.data.labeled_images, n=4)
+    margin = summary["margin"]
+    summary["figure"] = str(
+        write_demo_figure(
+            Path(cfg.train.out_dir) / "demo.png",
+            curves,
+            overlays,
+            title=(
+                f"{summary['labeled_persons']} labeled persons, pool {summary['pool_persons']}: SSPCM - "
+                f"supervised {margin['diff']:+.3f} AP [{margin['ci95'][0]:+.3f}, {margin['ci95'][1]:+.3f}]"
+            ),
+            lr_drop_steps=tuple(e * steps for e in o.lr_steps),
+        )
+    )
+    summary["wall_s"] = round(time.perf_counter() - t_start, 1)
     log.info(
-        "COCO AP on the synthetic val set: untrained %.3f | supervised burn-in %.3f | then supervised "
-        "%.3f (%.0f s) | SSPCM student %.3f, A+B %.3f (%.0f s, %s); run: %s",
+        "COCO AP on the synthetic val set: untrained %.3f | burn-in a %.3f | supervised %.3f (%.0f s) | "
+        "SSPCM student %.3f, A+B %.3f (%.0f s, %s) | SSPCM - supervised %+.3f, 95 %% interval "
+        "[%+.3f, %+.3f] | %.0f s in all; figure %s",
         summary["untrained_AP"],
-        summary.get("burn_in_a_AP", 0.0),
-        summary["supervised_AP"],
-        summary["supervised_wall_s"],
-        summary["sspcm_student_AP"],
-        summary["sspcm_ensemble_AP"] or 0.0,
-        summary["sspcm_wall_s"],
+        summary.get("burn_in", {}).get("AP_a", 0.0),
+        summary["supervised"]["AP"],
+        summary["supervised"]["wall_s"],
+        summary["sspcm"]["AP"],
+        summary["sspcm"]["ensemble_AP"] or 0.0,
+        summary["sspcm"]["wall_s"],
         cfg.resources.runtime,
-        cfg.train.out_dir,
+        margin["diff"],
+        *margin["ci95"],
+        summary["wall_s"],
+        summary["figure"],
     )
     print(json.dumps(summary), flush=True)
     return summary

@@ -410,6 +410,11 @@ def persons_from_coco_dict(
     if max_persons is not None:
         if max_persons < 0:
             raise ValueError(f"max_persons must be >= 0, got {max_persons}")
+        if max_persons > len(records):
+            log.warning(
+                "%s: %d persons asked for (num_labeled), only %d usable: training on %d",
+                ann_file, max_persons, len(records), len(records),
+            )  # fmt: skip
         records = records[:max_persons]
     if check_images:
         records, _ = check_image_files(records, skip_bad=skip_bad_images)

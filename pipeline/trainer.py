@@ -411,7 +411,7 @@ class Trainer:
         fns = {}
         for role, w in weights.items():
             model = build_model(specs[role].model_name, specs[role].num_joints)
-            model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in w.items()})
+            model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in w.items()})  # writable copy
             fns[role] = model_predict_fn(model)
         groups = {}
         if "student" in fns:

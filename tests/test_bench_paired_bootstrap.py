@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from bench.paired_bootstrap import main, paired_bootstrap, resampled
+from bench.paired_bootstrap import main
 from pipeline.evaluation import ground_truth_as_results, load_coco_annotations
+from pipeline.paired_bootstrap import paired_bootstrap, resampled
 
 K = 17
 

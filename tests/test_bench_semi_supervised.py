@@ -37,7 +37,7 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
     quality = table["pseudo_labels"]
     assert {"A_t", "B_t", "PCM", "mean_AB", "pcm_stats", "by_pi", "by_joint"} <= set(quality)
     # every labelled pool joint is scored once: in one PI bin and under its joint type
-    pool = json.loads((tmp_path / "quick_data" / "seed3_d0" / "pool" / "annotations.json").read_text())
+    pool = json.loads((tmp_path / "quick_data" / "seed3_d0_mp1" / "pool" / "annotations.json").read_text())
     pool_joints = sum(a["num_keypoints"] for a in pool["annotations"] if a["image_id"] >= 100_000)
     assert sum(b["joints"] for b in quality["by_pi"]) == pool_joints > 0
     assert sum(r["joints"] for r in quality["by_joint"]) == pool_joints

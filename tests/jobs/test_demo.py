@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from jobs.demo import main as demo_main
+from pipeline.demo_figure import ap_curve
 
 
 def test_demo_runs_sspcm_over_ray_next_to_supervised(tmp_path, ray_session, capsys):
@@ -25,12 +27,24 @@ def test_demo_runs_sspcm_over_ray_next_to_supervised(tmp_path, ray_session, caps
         "--optim.epochs=2",
         "--optim.lr_steps=[1]",
         f"--train.out_dir={tmp_path / 'run'}",
+        "--train.eval_every_epochs=1",
     ]
-    args = ["--train-images", "8", "--val-images", "3", "--burn-in-steps", "2", "--log-level=WARNING"]
+    args = ["--train-images", "8", "--val-images", "3", "--burn-in-steps", "2", "--bootstrap-draws", "5"]
+    args.append("--log-level=WARNING")
     summary = demo_main([*args, *overrides])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
-    for key in ("untrained_AP", "burn_in_a_AP", "supervised_AP", "sspcm_student_AP", "sspcm_ensemble_AP"):
-        assert 0.0 <= summary[key] <= 1.0
+    aps = [summary["untrained_AP"], summary["supervised"]["AP"], summary["sspcm"]["AP"]]
+    aps += [summary["sspcm"]["ensemble_AP"], *(summary["burn_in"][f"AP_{n}"] for n in "abc")]
+    assert all(0.0 <= ap <= 1.0 for ap in aps)
+    # the margin is SSPCM's student minus the baseline, with a paired-bootstrap interval around it
+    margin = summary["margin"]
+    assert margin["diff"] == pytest.approx(summary["sspcm"]["AP"] - summary["supervised"]["AP"], abs=1e-9)
+    assert margin["draws"] == 5 and margin["ci95"][0] <= margin["ci95"][1]
+    assert 0.0 <= margin["p_sspcm_above"] <= 1.0
+    # the picture: AP against step (an evaluation after each epoch) and PCM labels on pool persons
+    png = Path(summary["figure"])
+    assert png == tmp_path / "run" / "demo.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [step for step, _ in ap_curve(tmp_path / "run")] == [summary["steps"] // 2, summary["steps"]]
     # both students start from burn-in a; SSPCM's teachers A and B from burn-ins c and b
     model = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model"]
     for name in ("a", "b", "c"):
