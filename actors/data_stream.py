@@ -30,9 +30,9 @@ import ray
 import torch
 
 from pipeline.config import Config
-from pipeline.datasets import load_coco_persons
-from pipeline.pool_parquet import read_pool_pack, with_pack_images
-from pipeline.topdown_data import LabeledDataset
+from pipeline.data.coco import load_coco_persons
+from pipeline.data.pool_packs import read_pool_pack, with_pack_images
+from pipeline.data.topdown import LabeledDataset
 from pipeline.trainer import RunData, load_run_data
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def ray_data_batches(
     Args:
         kind: "labeled" or "unlabeled" (for logging).
         dataset: a ``LabeledDataset`` / ``UnlabeledDataset`` with its epoch already set; its
-            persons may be ``pipeline.pool_parquet.PackedPerson`` (image read from the pack).
+            persons may be ``pipeline.data.pool_packs.PackedPerson`` (image read from the pack).
         order: person indices of each step's batch (equal sizes).
         prefetch_batches: blocks (of ``steps_per_task`` batches each) the driver keeps ready
             ahead of the trainer.

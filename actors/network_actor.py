@@ -1,4 +1,4 @@
-"""The network actor: one :class:`pipeline.network.Network` on its own device.
+"""The network actor: one :class:`pipeline.models.network.Network` on its own device.
 
 It adds nothing to the method but ``pid`` (used to find and, in tests, kill its process) and
 ``ping`` (to wait for a restarted actor). Everything else is the in-process class's own methods,
@@ -11,7 +11,7 @@ import os
 
 import ray
 
-from pipeline.network import Network, NetworkSpec
+from pipeline.models.network import Network, NetworkSpec
 
 
 class NetworkHost(Network):

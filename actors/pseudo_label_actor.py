@@ -1,4 +1,4 @@
-"""The pseudo-label actor: PCM + SSCO + hard views (:class:`pipeline.pseudo_labels.PseudoLabeler`) on CPU."""
+"""The pseudo-label actor: PCM + SSCO + hard views (``PseudoLabeler``, pipeline/method) on CPU."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import ray
 import torch
 
-from pipeline.pseudo_labels import PseudoLabelConfig, PseudoLabeler
+from pipeline.method.pseudo_labels import PseudoLabelConfig, PseudoLabeler
 
 
 class PseudoLabelHost(PseudoLabeler):

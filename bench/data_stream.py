@@ -23,15 +23,15 @@ from pathlib import Path
 
 import torch
 
-from jobs.cli import setup_logging
+from pipeline.cli import setup_logging
 from pipeline.config import AugmentConfig
-from pipeline.heatmaps import HeatmapCodec
-from pipeline.pool_parquet import pack_pool, read_pool_pack
-from pipeline.skeletons import COCO17
-from pipeline.synthetic import generate_dataset
-from pipeline.topdown_data import UnlabeledDataset
+from pipeline.data.pool_packs import pack_pool, read_pool_pack
+from pipeline.data.skeletons import COCO17
+from pipeline.data.synthetic import generate_dataset
+from pipeline.data.topdown import UnlabeledDataset
+from pipeline.data.wild_pool import load_pool
+from pipeline.geometry.heatmaps import HeatmapCodec
 from pipeline.trainer import epoch_batches
-from pipeline.wild_pool import load_pool
 
 log = logging.getLogger("bench.data_stream")
 REPO = Path(__file__).resolve().parents[1]

@@ -17,8 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-from jobs.cli import setup_logging
-from pipeline.paired_bootstrap import paired_bootstrap
+from pipeline.cli import setup_logging
+from pipeline.evaluation.paired_bootstrap import paired_bootstrap
 
 
 def main(argv: list[str] | None = None) -> dict:

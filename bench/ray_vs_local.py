@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from jobs.cli import setup_logging
+from pipeline.cli import setup_logging
 from pipeline.config import load_config
-from pipeline.schedule import LocalExecutor
-from pipeline.synthetic import generate_dataset
+from pipeline.data.synthetic import generate_dataset
+from pipeline.method.schedule import LocalExecutor
 from pipeline.trainer import Trainer, build_local, load_run_data
 
 log = logging.getLogger("bench.ray_vs_local")
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Ray: one actor per network on a local instance with the same cores
     import ray
 
-    from actors.runtime import build_ray_trainer
+    from actors.driver import build_ray_trainer
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.semi_supervised import MARGINS, VARIANTS, reported_network
-from jobs.cli import setup_logging
+from pipeline.cli import setup_logging
 from pipeline.config import ConfigError, load_config
 
 log = logging.getLogger("bench.repeat_summary")

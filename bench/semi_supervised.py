@@ -61,18 +61,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jobs.cli import setup_logging
-from pipeline.checkpoints import list_checkpoints
+from pipeline.cli import setup_logging
 from pipeline.config import load_config
-from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results
-from pipeline.heatmaps import heatmap_to_image
-from pipeline.label_accuracy import accuracy_against_truth, format_accuracy_table
+from pipeline.data.synthetic import generate_dataset, write_json_atomic
+from pipeline.data.topdown import EvalDataset
+from pipeline.evaluation.label_accuracy import accuracy_against_truth, format_accuracy_table
+from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results
+from pipeline.evaluation.paired_bootstrap import paired_bootstrap
+from pipeline.geometry.heatmaps import heatmap_to_image
+from pipeline.method.pcm import correct_pseudo_labels, pcm_statistics
+from pipeline.method.schedule import LocalExecutor
 from pipeline.models import build_model
-from pipeline.paired_bootstrap import paired_bootstrap
-from pipeline.pcm import correct_pseudo_labels, pcm_statistics
-from pipeline.schedule import LocalExecutor
-from pipeline.synthetic import generate_dataset, write_json_atomic
-from pipeline.topdown_data import EvalDataset
+from pipeline.store.checkpoints import list_checkpoints
 from pipeline.trainer import RunData, Trainer, build_local, load_run_data, pcm_config
 
 log = logging.getLogger("bench.semi_supervised")
@@ -293,7 +293,7 @@ def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dic
     The current teachers are the final ones; the previous-epoch teachers come from the
     second-to-last checkpoint. All predictions are made on the un-augmented view of each pool
     person, exactly as PCM sees an easy view. Also scores every labelled joint (OKS similarity,
-    ``pipeline.label_accuracy``), grouped by PCM's position inconsistency (``by_pi``) and by
+    ``pipeline.evaluation.label_accuracy``), grouped by PCM's position inconsistency (``by_pi``) and by
     joint type (``by_joint``), with the share of left/right swaps.
     """
     cfg, codec = trainer.cfg, trainer.codec

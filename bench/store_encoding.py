@@ -7,11 +7,11 @@ Map families (heatmap space, 64x48, sigma 2):
 - ``gaussian_labels``: PCM labels as written by training, the mean of two nearby teacher peaks
   of amplitude 0.3..1 (``HeatmapCodec.encode_batch``), exactly zero elsewhere;
 - ``labels+noise S``: the same plus a smooth (blurred, sigma 1.5 px) noise floor of std S;
-- ``network_like``: peaks widened by a sigma-1.5 blur (``pipeline.heatmaps.gaussian_blur``),
+- ``network_like``: peaks widened by a sigma-1.5 blur (``pipeline.geometry.heatmaps.gaussian_blur``),
   shifted by up to -0.02 and carrying a smooth 0.002-std noise floor, as a trained network's;
 - with ``--checkpoint``: what that network predicts on the annotated crops of ``--ann``.
 
-Each is measured with the store's encoding (:func:`pipeline.pseudo_label_store.encode_heatmaps`:
+Each is measured with the store's encoding (:func:`pipeline.store.pseudo_label_store.encode_heatmaps`:
 uint8 codes, per-joint offset and a step that spends the whole error budget, zstd Parquet) and,
 for comparison, per-joint min-max uint8 codes (step = range / 255). Prints a table; the last
 line is one JSON object.
@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from jobs.cli import setup_logging
-from pipeline.heatmaps import HeatmapCodec, gaussian_blur
-from pipeline.pseudo_label_store import (
+from pipeline.cli import setup_logging
+from pipeline.geometry.heatmaps import HeatmapCodec, gaussian_blur
+from pipeline.store.pseudo_label_store import (
     ZSTD_LEVEL,
     PseudoLabelRows,
     PseudoLabelStore,
@@ -71,11 +71,11 @@ def network_like(n: int, seed: int = 0) -> np.ndarray:
 
 def network_heatmaps(checkpoint: str, ann: str, images: str, n: int) -> np.ndarray:
     """(n, K, H, W) predictions of a checkpoint's network on the first ``n`` annotated persons."""
-    from pipeline.checkpoints import load_network_file, resolve_network_checkpoint
-    from pipeline.datasets import load_coco_persons
+    from pipeline.data.coco import load_coco_persons
+    from pipeline.data.skeletons import get_skeleton
+    from pipeline.data.topdown import EvalDataset
     from pipeline.models import build_model
-    from pipeline.skeletons import get_skeleton
-    from pipeline.topdown_data import EvalDataset
+    from pipeline.store.checkpoints import load_network_file, resolve_network_checkpoint
 
     state = load_network_file(resolve_network_checkpoint(checkpoint))
     model = build_model(state["spec"]["model_name"], K)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from jobs.cli import setup_logging
-from pipeline.converters import aic_to_coco, mpii_to_coco, write_coco_json
+from pipeline.cli import setup_logging
+from pipeline.data.converters import aic_to_coco, mpii_to_coco, write_coco_json
 
 log = logging.getLogger("jobs.convert")
 

@@ -33,12 +33,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from jobs.cli import setup_logging, split_overrides
+from pipeline.cli import setup_logging, split_overrides
 from pipeline.config import Config, load_config
-from pipeline.demo_figure import ap_curve, label_overlays, write_demo_figure
-from pipeline.paired_bootstrap import paired_bootstrap
-from pipeline.schedule import LocalExecutor
-from pipeline.synthetic import generate_dataset
+from pipeline.data.synthetic import generate_dataset
+from pipeline.evaluation.paired_bootstrap import paired_bootstrap
+from pipeline.method.schedule import LocalExecutor
+from pipeline.reporting.demo_figure import ap_curve, label_overlays, write_demo_figure
 from pipeline.trainer import Trainer, build_local, load_run_data, train_local
 
 log = logging.getLogger("jobs.demo")
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
     log.info("SSPCM: %d epochs x %d steps, runtime %s", o.epochs, steps, cfg.resources.runtime)
     t0 = time.perf_counter()
     if cfg.resources.runtime == "ray":
-        from actors.runtime import train_ray
+        from actors.driver import train_ray
 
         res = train_ray(cfg)
     else:

@@ -16,15 +16,15 @@ import logging
 
 import torch
 
-from jobs.cli import setup_logging
-from pipeline.checkpoints import load_network_file, resolve_network_checkpoint
-from pipeline.datasets import check_image_files, load_coco_persons
-from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results, write_results
-from pipeline.heatmaps import HeatmapCodec
-from pipeline.inference import model_predict_fn, predict_keypoints
+from pipeline.cli import setup_logging
+from pipeline.data.coco import check_image_files, load_coco_persons
+from pipeline.data.skeletons import get_skeleton, skeleton_for_num_joints
+from pipeline.data.topdown import EvalDataset
+from pipeline.evaluation.inference import model_predict_fn, predict_keypoints
+from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results, write_results
+from pipeline.geometry.heatmaps import HeatmapCodec
 from pipeline.models import build_model
-from pipeline.skeletons import get_skeleton, skeleton_for_num_joints
-from pipeline.topdown_data import EvalDataset
+from pipeline.store.checkpoints import load_network_file, resolve_network_checkpoint
 
 log = logging.getLogger("jobs.evaluate")
 

@@ -18,7 +18,7 @@ keypoint annotations, e.g. synthetic) it also writes ``OUT_DIR/quality.json``: O
 the truth of A_t, B_t, their mean and PCM's corrected labels, and (``by_pi``) each joint's OKS
 similarity to the truth grouped by PCM's position inconsistency, to choose ``--pi-thr`` with,
 plus (``by_joint``) the same per joint type, with the share of left/right swaps
-(``pipeline.label_accuracy``). The last line printed is a JSON
+(``pipeline.evaluation.label_accuracy``). The last line printed is a JSON
 summary. ``--runtime ray`` streams the pool through Ray Data (teachers on CPU/GPU workers).
 """
 
@@ -36,12 +36,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from jobs.cli import setup_logging
+from pipeline.cli import setup_logging
 from pipeline.config import load_config
-from pipeline.evaluation import coco_keypoint_eval
-from pipeline.label_accuracy import accuracy_against_truth, format_accuracy_table
-from pipeline.pcm import PCMConfig
-from pipeline.pseudo_label_export import (
+from pipeline.data.synthetic import write_json_atomic
+from pipeline.data.topdown import EvalDataset
+from pipeline.data.wild_pool import load_pool
+from pipeline.evaluation.label_accuracy import accuracy_against_truth, format_accuracy_table
+from pipeline.evaluation.metrics import coco_keypoint_eval
+from pipeline.export.teachers import (
     ExportOptions,
     TeacherCheckpoints,
     TeacherLabeler,
@@ -49,10 +51,8 @@ from pipeline.pseudo_label_export import (
     find_teacher_checkpoints,
     keypoint_results,
 )
-from pipeline.pseudo_label_store import PseudoLabelRows, PseudoLabelStore
-from pipeline.synthetic import write_json_atomic
-from pipeline.topdown_data import EvalDataset
-from pipeline.wild_pool import load_pool
+from pipeline.method.pcm import PCMConfig
+from pipeline.store.pseudo_label_store import PseudoLabelRows, PseudoLabelStore
 
 log = logging.getLogger("jobs.export_pseudo_labels")
 
@@ -69,7 +69,7 @@ def load_pool_persons(pool_dir: Path, boxes: str | None, skip_bad: bool) -> tupl
         pool = load_pool(image_dir=images, annotations_json=ann)
     persons = list(pool)
     if skip_bad:
-        from pipeline.datasets import check_image_files
+        from pipeline.data.coco import check_image_files
 
         persons, bad = check_image_files(persons, skip_bad=True)
         if bad:
@@ -276,7 +276,7 @@ def _joint_accuracy(
     image_ids, boxes: list, pis: list, raw: dict, pool_coco: dict, skeleton
 ) -> tuple[list[dict], list[dict]]:
     """Per-joint accuracy of A_t, B_t and PCM's label against the pool's truth, grouped by the
-    position inconsistency of PCM's chosen pair and by joint type (``pipeline.label_accuracy``);
+    position inconsistency of PCM's chosen pair and by joint type (``pipeline.evaluation.label_accuracy``);
     logs both tables."""
     if not pis:
         return [], []

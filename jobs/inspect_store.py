@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from jobs.cli import setup_logging
-from pipeline.drawing import draw_persons, joint_names_and_edges
-from pipeline.images import load_image
-from pipeline.pseudo_label_store import PseudoLabelStore
+from pipeline.cli import setup_logging
+from pipeline.data.images import load_image
+from pipeline.reporting.drawing import draw_persons, joint_names_and_edges
+from pipeline.store.pseudo_label_store import PseudoLabelStore
 
 log = logging.getLogger("jobs.inspect_store")
 

@@ -14,8 +14,8 @@ import argparse
 import logging
 import time
 
-from jobs.cli import setup_logging
-from pipeline.synthetic import DEFAULT_IMAGE_SIZE, generate_dataset
+from pipeline.cli import setup_logging
+from pipeline.data.synthetic import DEFAULT_IMAGE_SIZE, generate_dataset
 
 log = logging.getLogger("jobs.make_synthetic")
 

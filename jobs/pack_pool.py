@@ -3,11 +3,11 @@
     python -m jobs.pack_pool --images DIR --ann ANN.json [--boxes DET.json] --out OUT_DIR
         [--rows-per-file 1000] [--min-box-score 0]
 
-The pool is read as training reads it (``pipeline.wild_pool.load_pool``): the images of
+The pool is read as training reads it (``pipeline.data.wild_pool.load_pool``): the images of
 ``ANN.json`` with its non-crowd person boxes, or, with ``--boxes``, with the person detections
 of a COCO-results file. Writes ``OUT_DIR/images-*.parquet`` (encoded image bytes, one row per
 image), ``OUT_DIR/persons.parquet`` (one row per box) and ``OUT_DIR/pool.json`` last (layout in
-``pipeline/pool_parquet.py``). Train on it with ``--data.unlabeled_parquet=OUT_DIR``
+``pipeline/data/pool_packs.py``). Train on it with ``--data.unlabeled_parquet=OUT_DIR``
 (``--data.loader=ray_data --resources.runtime=ray``).
 """
 
@@ -18,11 +18,11 @@ import logging
 import sys
 import time
 
-from jobs.cli import setup_logging
-from pipeline.datasets import AnnotationError
-from pipeline.images import ImageError
-from pipeline.pool_parquet import DEFAULT_ROWS_PER_FILE, pack_pool
-from pipeline.wild_pool import load_pool
+from pipeline.cli import setup_logging
+from pipeline.data.coco import AnnotationError
+from pipeline.data.images import ImageError
+from pipeline.data.pool_packs import DEFAULT_ROWS_PER_FILE, pack_pool
+from pipeline.data.wild_pool import load_pool
 
 log = logging.getLogger("jobs.pack_pool")
 

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import logging
 
-from jobs.cli import setup_logging, split_overrides
+from pipeline.cli import setup_logging, split_overrides
 from pipeline.config import ConfigError, load_config
 from pipeline.trainer import train_local
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.dry_run:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, epochs=1, steps_per_epoch=2))
     if cfg.resources.runtime == "ray":
-        from actors.runtime import train_ray
+        from actors.driver import train_ray
 
         results = train_ray(cfg, resume=args.resume)
     else:

@@ -21,19 +21,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.checkpoints import checkpoint_store
 from pipeline.config import Config, ConfigError, save_config
-from pipeline.datasets import check_image_files, check_images_exist, load_coco_persons
-from pipeline.evaluation import coco_keypoint_eval, make_keypoint_results, write_results
-from pipeline.heatmaps import HeatmapCodec
-from pipeline.inference import model_predict_fn, predict_keypoints
-from pipeline.network import Network, NetworkSpec
-from pipeline.pcm import PCMConfig
-from pipeline.pseudo_labels import PseudoLabelConfig, PseudoLabeler
-from pipeline.schedule import METHOD_ROLES, STEP_FUNCTIONS, Executor, LocalExecutor
-from pipeline.skeletons import Skeleton, get_skeleton
-from pipeline.ssco import SSCOConfig
-from pipeline.topdown_data import EvalDataset, LabeledDataset, UnlabeledDataset
+from pipeline.data.coco import check_image_files, check_images_exist, load_coco_persons
+from pipeline.data.skeletons import Skeleton, get_skeleton
+from pipeline.data.topdown import EvalDataset, LabeledDataset, UnlabeledDataset
+from pipeline.evaluation.inference import model_predict_fn, predict_keypoints
+from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results, write_results
+from pipeline.geometry.heatmaps import HeatmapCodec
+from pipeline.method.pcm import PCMConfig
+from pipeline.method.pseudo_labels import PseudoLabelConfig, PseudoLabeler
+from pipeline.method.schedule import METHOD_ROLES, STEP_FUNCTIONS, Executor, LocalExecutor
+from pipeline.method.ssco import SSCOConfig
+from pipeline.models.network import Network, NetworkSpec
+from pipeline.store.checkpoints import checkpoint_store
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def load_run_data(cfg: Config) -> RunData:
     unlabeled: list = []
     if cfg.method.name != "supervised":
         if d.unlabeled_ann is not None:
-            from pipeline.wild_pool import load_pool
+            from pipeline.data.wild_pool import load_pool
 
             if d.unlabeled_boxes:  # boxes from a detector's COCO-results file
                 pool_source = {"image_list_json": d.unlabeled_ann, "detections_json": d.unlabeled_boxes}

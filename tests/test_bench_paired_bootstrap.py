@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bench.paired_bootstrap import main
-from pipeline.evaluation import ground_truth_as_results, load_coco_annotations
-from pipeline.paired_bootstrap import paired_bootstrap, resampled
+from pipeline.evaluation.metrics import ground_truth_as_results, load_coco_annotations
+from pipeline.evaluation.paired_bootstrap import paired_bootstrap, resampled
 
 K = 17
 

@@ -207,7 +207,12 @@ def test_runtime_env_yaml_builds_a_ray_runtime_env():
     excluded = _get_excludes(REPO, env["excludes"])
     for path in (".venv", ".venv/lib/x.py", "data", "data/coco/a.jpg", "runs/demo/ckpt", ".git/HEAD"):
         assert excluded(REPO / path), f"runtime_env.yaml uploads {path}"
-    for path in ("jobs/train.py", "pipeline/checkpoints.py", "configs/demo.yaml", "pipeline/data.py"):
+    for path in (
+        "jobs/train.py",
+        "pipeline/store/checkpoints.py",
+        "configs/demo.yaml",
+        "pipeline/data/coco.py",
+    ):
         assert not excluded(REPO / path), f"runtime_env.yaml leaves out {path}"
 
 

@@ -1,6 +1,8 @@
-"""Pose models: SimpleBaseline (ResNet) and HRNet, built by name.
+"""Networks (layer 2): SimpleBaseline (ResNet) and HRNet backbones built by name, the
+``Network`` with its optimizer and LR schedule (``network``), and the heatmap loss (``losses``).
 
 Every model maps a normalised input (N, 3, H, W) to heatmaps (N, K, H/4, W/4).
+May import layers 0-1 (``config``, ``geometry``, ``store``) and other modules of this package.
 """
 
 from __future__ import annotations

@@ -11,16 +11,16 @@ import torch
 from ray._private.internal_api import get_memory_info_reply, get_state_from_address
 
 from actors.data_stream import load_stream_run_data, ray_data_batches
-from actors.runtime import train_ray
+from actors.driver import train_ray
 from pipeline.config import AugmentConfig, load_config
-from pipeline.datasets import load_coco_persons
-from pipeline.heatmaps import HeatmapCodec
-from pipeline.pool_parquet import PackedPerson, PackedPool, pack_pool, read_pool_pack
-from pipeline.pseudo_label_store import PseudoLabelStore
-from pipeline.skeletons import COCO17
-from pipeline.topdown_data import LabeledDataset, UnlabeledDataset
+from pipeline.data.coco import load_coco_persons
+from pipeline.data.pool_packs import PackedPerson, PackedPool, pack_pool, read_pool_pack
+from pipeline.data.skeletons import COCO17
+from pipeline.data.topdown import LabeledDataset, UnlabeledDataset
+from pipeline.data.wild_pool import load_pool
+from pipeline.geometry.heatmaps import HeatmapCodec
+from pipeline.store.pseudo_label_store import PseudoLabelStore
 from pipeline.trainer import epoch_batches, load_run_data
-from pipeline.wild_pool import load_pool
 from tests.conftest import RAY_OBJECT_STORE_BYTES
 from tests.helpers import tiny_overrides
 

@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from jobs.train import main as train_main
-from pipeline.datasets import AnnotationError, BadImageError
-from pipeline.images import ImageError
+from pipeline.data.coco import AnnotationError, BadImageError
+from pipeline.data.images import ImageError
 from tests.helpers import tiny_overrides
 
 

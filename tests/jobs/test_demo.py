@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from jobs.demo import main as demo_main
-from pipeline.demo_figure import ap_curve
+from pipeline.reporting.demo_figure import ap_curve
 
 
 def test_demo_runs_sspcm_over_ray_next_to_supervised(tmp_path, ray_session, capsys):

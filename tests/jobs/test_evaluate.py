@@ -10,7 +10,7 @@ from pathlib import Path
 from pycocotools.coco import COCO
 
 from jobs.train import main as train_main
-from pipeline.evaluation import ground_truth_as_results
+from pipeline.evaluation.metrics import ground_truth_as_results
 from tests.helpers import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]

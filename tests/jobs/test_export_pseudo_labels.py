@@ -11,7 +11,7 @@ from pycocotools.coco import COCO
 
 from jobs.export_pseudo_labels import main as export_main
 from jobs.train import main as train_main
-from pipeline.pseudo_label_store import PseudoLabelStore
+from pipeline.store.pseudo_label_store import PseudoLabelStore
 from tests.helpers import tiny_overrides
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from jobs.inspect_store import main
-from pipeline.pseudo_label_store import PseudoLabelRows, PseudoLabelStore
-from pipeline.skeletons import get_skeleton
+from pipeline.data.skeletons import get_skeleton
+from pipeline.store.pseudo_label_store import PseudoLabelRows, PseudoLabelStore
 
 REPO = Path(__file__).resolve().parents[2]
 K = 17

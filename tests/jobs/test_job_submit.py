@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.pseudo_label_store import PseudoLabelStore
+from pipeline.store.pseudo_label_store import PseudoLabelStore
 from tests.helpers import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]

@@ -40,7 +40,7 @@ def test_cli_rejects_a_bad_image_size(tmp_path):
 
 
 def test_convert_cli_writes_a_coco_file(real_data, tmp_path):
-    from pipeline.evaluation import load_coco_annotations
+    from pipeline.evaluation.metrics import load_coco_annotations
 
     mpii = real_data / "mmpose_testdata" / "mpii"
     out = tmp_path / "mpii_coco.json"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from jobs.train import main as train_main
-from pipeline.evaluation import coco_keypoint_eval
+from pipeline.evaluation.metrics import coco_keypoint_eval
 from tests.helpers import tiny_overrides
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]

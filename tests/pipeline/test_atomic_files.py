@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.atomic_files import atomic_write
+from pipeline.store.atomic_files import atomic_write
 
 
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 
 from jobs.train import main as train_main
-from pipeline.heatmaps import get_max_preds
-from pipeline.pcm import PCMConfig
-from pipeline.pseudo_label_store import PseudoLabelRows, PseudoLabelStore
-from pipeline.pseudo_labels import PseudoLabelConfig, PseudoLabeler
-from pipeline.skeletons import COCO17
-from pipeline.views import transform_points
+from pipeline.data.skeletons import COCO17
+from pipeline.geometry.heatmaps import get_max_preds
+from pipeline.geometry.views import transform_points
+from pipeline.method.pcm import PCMConfig
+from pipeline.method.pseudo_labels import PseudoLabelConfig, PseudoLabeler
+from pipeline.store.pseudo_label_store import PseudoLabelRows, PseudoLabelStore
 from tests.helpers import tiny_overrides
 from tests.pipeline.test_pseudo_labels import CODEC, easy_targets, unlabeled_batch
 

@@ -8,7 +8,8 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
-from pipeline.checkpoints import (
+from pipeline.config import Config, load_config
+from pipeline.store.checkpoints import (
     COMPLETE_MARKER,
     CheckpointStore,
     checkpoint_root,
@@ -22,7 +23,6 @@ from pipeline.checkpoints import (
     save_checkpoint,
     split_location,
 )
-from pipeline.config import Config, load_config
 
 
 def _states(seed: int) -> dict[str, dict]:

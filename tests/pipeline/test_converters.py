@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from pipeline.converters import aic_to_coco, mpii_to_coco, write_coco_json
-from pipeline.datasets import AnnotationError, CocoPersonDataset, summarize
-from pipeline.skeletons import AIC14, MPII16
+from pipeline.data.coco import AnnotationError, CocoPersonDataset, summarize
+from pipeline.data.converters import aic_to_coco, mpii_to_coco, write_coco_json
+from pipeline.data.skeletons import AIC14, MPII16
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
 MM = REAL / "mmpose_testdata"

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.datasets import (
+from pipeline.data.coco import (
     AnnotationError,
     BadImageError,
     CocoPersonDataset,

@@ -14,8 +14,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from pipeline.converters import mpii_to_coco
-from pipeline.evaluation import (
+from pipeline.data.converters import mpii_to_coco
+from pipeline.data.skeletons import AIC14, COCO17, CROWDPOSE14
+from pipeline.evaluation.metrics import (
     STAT_NAMES,
     ResultsError,
     coco_keypoint_eval,
@@ -25,7 +26,6 @@ from pipeline.evaluation import (
     make_keypoint_results,
     pckh,
 )
-from pipeline.skeletons import AIC14, COCO17, CROWDPOSE14
 
 FILES = {
     "coco": ("mmpose_testdata/coco/test_coco.json", COCO17),

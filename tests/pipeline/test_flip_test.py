@@ -3,8 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from pipeline.evaluation import flip_test_heatmaps
-from pipeline.skeletons import COCO17
+from pipeline.data.skeletons import COCO17
+from pipeline.evaluation.metrics import flip_test_heatmaps
 
 
 def test_mirror_equivariant_predictor_is_unchanged_without_shift():

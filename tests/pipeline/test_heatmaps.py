@@ -1,4 +1,4 @@
-"""pipeline.heatmaps: Gaussian encoding, argmax/quarter and DARK decoding, back to image space."""
+"""pipeline.geometry.heatmaps: Gaussian encoding, argmax/quarter and DARK decoding, back to image space."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.heatmaps import (
+from pipeline.data.skeletons import COCO17
+from pipeline.geometry.heatmaps import (
     HeatmapCodec,
     get_max_preds,
     heatmap_to_image,
     refine_dark,
     refine_quarter_offset,
 )
-from pipeline.skeletons import COCO17
-from pipeline.views import get_affine_matrix
+from pipeline.geometry.views import get_affine_matrix
 
 torch.set_num_threads(1)
 

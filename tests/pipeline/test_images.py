@@ -1,4 +1,4 @@
-"""pipeline.images: loading with integrity checks, and normalised tensors."""
+"""pipeline.data.images: loading with integrity checks, and normalised tensors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.images import IMAGENET_MEAN, IMAGENET_STD, ImageError, load_image, to_tensor
+from pipeline.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageError, load_image, to_tensor
 
 torch.set_num_threads(1)
 

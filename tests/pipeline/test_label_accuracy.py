@@ -1,4 +1,4 @@
-"""Per-joint accuracy of pseudo labels by position inconsistency (pipeline/label_accuracy.py)."""
+"""Per-joint accuracy of pseudo labels by position inconsistency (pipeline/evaluation/label_accuracy.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.label_accuracy import (
+from pipeline.evaluation.label_accuracy import (
     accuracy_by_inconsistency,
     accuracy_by_joint,
     format_accuracy_table,

@@ -1,6 +1,6 @@
 import torch
 
-from pipeline.losses import joints_mse_loss
+from pipeline.models.losses import joints_mse_loss
 
 
 def test_joints_mse_matches_hand_computation():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.network import Network, NetworkSpec
+from pipeline.models.network import Network, NetworkSpec
 
 torch.set_num_threads(1)
 
@@ -161,7 +161,7 @@ def test_labeled_and_hard_forwards_separate_or_joint(separate):
         else:
             both = probe.model(torch.cat([lab["images"], hard["images"]]))
             out_lab, out_hard = both[:4], both[4:]
-    from pipeline.losses import joints_mse_loss
+    from pipeline.models.losses import joints_mse_loss
 
     sup = joints_mse_loss(out_lab, lab["targets"], lab["target_weights"])
     unsup = joints_mse_loss(out_hard, hard["targets"], hard["target_weights"])

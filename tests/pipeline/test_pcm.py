@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from pipeline.pcm import PCMConfig, argmax_xy, correct_pseudo_labels, pcm_statistics
+from pipeline.method.pcm import PCMConfig, argmax_xy, correct_pseudo_labels, pcm_statistics
 
 torch.set_num_threads(1)
 

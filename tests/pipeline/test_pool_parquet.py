@@ -12,10 +12,9 @@ import torch
 
 from jobs.pack_pool import main as pack_main
 from pipeline.config import AugmentConfig, ConfigError, load_config
-from pipeline.datasets import load_coco_persons
-from pipeline.heatmaps import HeatmapCodec
-from pipeline.images import ImageError, load_image
-from pipeline.pool_parquet import (
+from pipeline.data.coco import load_coco_persons
+from pipeline.data.images import ImageError, load_image
+from pipeline.data.pool_packs import (
     MANIFEST,
     PackedPerson,
     PackError,
@@ -24,9 +23,10 @@ from pipeline.pool_parquet import (
     read_pool_pack,
     with_pack_images,
 )
-from pipeline.skeletons import COCO17
-from pipeline.topdown_data import UnlabeledDataset
-from pipeline.wild_pool import load_pool
+from pipeline.data.skeletons import COCO17
+from pipeline.data.topdown import UnlabeledDataset
+from pipeline.data.wild_pool import load_pool
+from pipeline.geometry.heatmaps import HeatmapCodec
 
 CODEC = HeatmapCodec(input_size=(64, 64), heatmap_size=(16, 16), sigma=1.5)
 

@@ -1,4 +1,4 @@
-"""pipeline.pseudo_label_store: the same values through pyarrow, Ray Data and DuckDB; idempotent
+"""pipeline.store.pseudo_label_store: the same values through pyarrow, Ray Data and DuckDB; idempotent
 and atomic writes (a writer killed mid-write); keypoint look-up; the heatmap encoding; errors
 that name the file, the epoch and the field."""
 
@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.heatmaps import HeatmapCodec, gaussian_blur
-from pipeline.pseudo_label_store import (
+from pipeline.geometry.heatmaps import HeatmapCodec, gaussian_blur
+from pipeline.store.pseudo_label_store import (
     HEATMAP_MAX_ERROR,
     SCHEMA_VERSION,
     PseudoLabelRows,
@@ -358,7 +358,7 @@ sys.path.insert(0, {repo!r})
 sys.path.insert(0, {tests!r})
 import pyarrow.parquet as pq
 from test_pseudo_label_store import make_rows
-from pipeline.pseudo_label_store import PseudoLabelStore
+from pipeline.store.pseudo_label_store import PseudoLabelStore
 
 store = PseudoLabelStore({root!r}, num_joints={k}, heatmap_size=({w}, {h}))
 for key in range(3):

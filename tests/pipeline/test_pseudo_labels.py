@@ -6,14 +6,14 @@ import numpy as np
 import torch
 
 from pipeline.config import AugmentConfig
-from pipeline.datasets import load_coco_persons
-from pipeline.heatmaps import HeatmapCodec
-from pipeline.pcm import PCMConfig
-from pipeline.pseudo_labels import PseudoLabelConfig, PseudoLabeler
-from pipeline.skeletons import COCO17
-from pipeline.ssco import SSCOConfig
-from pipeline.topdown_data import UnlabeledDataset
-from pipeline.views import compose_affine, transform_points
+from pipeline.data.coco import load_coco_persons
+from pipeline.data.skeletons import COCO17
+from pipeline.data.topdown import UnlabeledDataset
+from pipeline.geometry.heatmaps import HeatmapCodec
+from pipeline.geometry.views import compose_affine, transform_points
+from pipeline.method.pcm import PCMConfig
+from pipeline.method.pseudo_labels import PseudoLabelConfig, PseudoLabeler
+from pipeline.method.ssco import SSCOConfig
 
 CODEC = HeatmapCodec(input_size=(64, 64), heatmap_size=(16, 16), sigma=1.5)
 

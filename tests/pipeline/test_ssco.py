@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from pipeline.ssco import SSCOConfig, cut_occlude, joint_cutout
+from pipeline.method.ssco import SSCOConfig, cut_occlude, joint_cutout
 
 torch.set_num_threads(1)
 
 H, W = 256, 192
-OFF = -1.0e4  # how pipeline.pseudo_labels marks masked joints
+OFF = -1.0e4  # how pipeline.method.pseudo_labels marks masked joints
 COLOUR = torch.tensor([5.0, -5.0, 7.0])
 # one pair, one real joint, fixed half-size 5, no jitter: fully predictable
 EXACT = SSCOConfig(num_pairs=1, half_size_range=(5, 6), jitter_sigma=0.0, num_joints_real=1)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from pipeline.skeletons import COCO17
-from pipeline.synthetic import (
+from pipeline.data.skeletons import COCO17
+from pipeline.data.synthetic import (
     LEFT_SHADE,
     Figure,
     Occluder,

@@ -1,4 +1,4 @@
-"""pipeline.views: affine conventions, crops, augmentation sampling and heatmap warping."""
+"""pipeline.geometry.views: affine conventions, crops, augmentation sampling and heatmap warping."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.heatmaps import HeatmapCodec
-from pipeline.skeletons import COCO17
-from pipeline.views import (
+from pipeline.data.skeletons import COCO17
+from pipeline.geometry.heatmaps import HeatmapCodec
+from pipeline.geometry.views import (
     EASY_VIEW,
     HARD_VIEW,
     AugmentRanges,

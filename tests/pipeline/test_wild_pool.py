@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.datasets import AnnotationError
-from pipeline.wild_pool import PoolItem, WildPool, list_image_folder, load_pool
+from pipeline.data.coco import AnnotationError
+from pipeline.data.wild_pool import PoolItem, WildPool, list_image_folder, load_pool
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
 MM = REAL / "mmpose_testdata"

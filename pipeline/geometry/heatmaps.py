@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.views import flip_keypoints_channels, invert_affine, transform_points
+from pipeline.geometry.views import flip_keypoints_channels, invert_affine, transform_points
 
 DecodeMethod = Literal["argmax", "dark"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.checkpoints import load_network_file, resolve_network_checkpoint
-from pipeline.losses import joints_mse_loss
 from pipeline.models import build_model
+from pipeline.models.losses import joints_mse_loss
+from pipeline.store.checkpoints import load_network_file, resolve_network_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Convert MPII (mmpose/HRNet json) and raw AI Challenger annotations to COCO person keypoints.
 
 The output is a plain COCO dict (``images``, ``annotations``, ``categories``) that
-:func:`pipeline.datasets.load_coco_persons` and pycocotools read. Keypoints are in image space,
+:func:`pipeline.data.coco.load_coco_persons` and pycocotools read. Keypoints are in image space,
 0-based pixels (origin at the centre of the top-left pixel); unlabelled joints are ``(0, 0, 0)``.
 Image and annotation ids are assigned 1, 2, ... in order of first appearance in the input.
 """
@@ -16,9 +16,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.atomic_files import atomic_write
-from pipeline.datasets import AnnotationError, read_json
-from pipeline.skeletons import AIC14, MPII16, Skeleton
+from pipeline.data.coco import AnnotationError, read_json
+from pipeline.data.skeletons import AIC14, MPII16, Skeleton
+from pipeline.store.atomic_files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def mpii_person(entry: dict, where: str) -> tuple[np.ndarray, np.ndarray, np.nda
     ``joints`` and ``center`` on loading); we do the same. ``joints_vis`` says whether a joint is
     labelled (MPII's own visible/occluded flag is not in this json): labelled -> COCO v=2.
     The box is mmpose's: a square of side ``scale * 200`` centred at ``center + (0, 15 * scale)``
-    (the 1.25 context padding is left to the crop, ``pipeline.views.box_to_center_size``).
+    (the 1.25 context padding is left to the crop, ``pipeline.geometry.views.box_to_center_size``).
 
     Returns:
         kpts (16, 3) float64 (x, y, v); box (4,) xyxy; center (2,) 0-based; scale (person height / 200).

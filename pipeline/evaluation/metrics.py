@@ -20,8 +20,8 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from pipeline.atomic_files import atomic_write
-from pipeline.skeletons import MPII16, skeleton_for_num_joints
+from pipeline.data.skeletons import MPII16, skeleton_for_num_joints
+from pipeline.store.atomic_files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from pycocotools.coco import COCO
 
-from pipeline.skeletons import SKELETONS, Skeleton, get_skeleton, skeleton_for_num_joints
+from pipeline.data.skeletons import SKELETONS, Skeleton, get_skeleton, skeleton_for_num_joints
 
 log = logging.getLogger(__name__)
 
@@ -504,7 +504,7 @@ def check_images_exist(records: Sequence[PersonRecord], source: str = "") -> Non
     """Fast start-up check that every image file exists (no decoding; large sets stay fast).
 
     Raises :class:`BadImageError` naming the first missing file and how many are missing.
-    Truncated or corrupt files are still caught when loaded (``pipeline.images.load_image``)
+    Truncated or corrupt files are still caught when loaded (``pipeline.data.images.load_image``)
     or up front by :func:`check_image_files`.
     """
     missing = [path for _, path in images_of(records) if not Path(path).is_file()]

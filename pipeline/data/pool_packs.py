@@ -36,10 +36,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.atomic_files import atomic_write
-from pipeline.images import ImageError, decode_image, load_image
-from pipeline.topdown_data import LabeledDataset, UnlabeledDataset
-from pipeline.views import AugmentRanges, ViewParams, box_to_center_size, make_view, sample_view_params
+from pipeline.data.images import ImageError, decode_image, load_image
+from pipeline.data.topdown import LabeledDataset, UnlabeledDataset
+from pipeline.geometry.views import (
+    AugmentRanges,
+    ViewParams,
+    box_to_center_size,
+    make_view,
+    sample_view_params,
+)
+from pipeline.store.atomic_files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Literal
 
 import torch
 
-from pipeline.heatmaps import encode_gaussians, refine_quarter_offset
+from pipeline.geometry.heatmaps import encode_gaussians, refine_quarter_offset
 
 NUM_PAIRS = 4
 # Which heatmap each pair takes from A (0 = A_t, 1 = A_{t-1}) and from B (0 = B_t, 1 = B_{t-1}).

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools.coco import COCO
 
-from pipeline.evaluation import coco_keypoint_eval
+from pipeline.evaluation.metrics import coco_keypoint_eval
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.atomic_files import atomic_write
+from pipeline.store.atomic_files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.checkpoints import list_checkpoints, load_network_file
-from pipeline.heatmaps import HeatmapCodec
+from pipeline.data.skeletons import Skeleton, get_skeleton, skeleton_for_num_joints
+from pipeline.geometry.heatmaps import HeatmapCodec
+from pipeline.method.pcm import PCMConfig, correct_pseudo_labels
+from pipeline.method.pseudo_labels import PseudoLabelConfig, PseudoLabeler
 from pipeline.models import build_model
-from pipeline.pcm import PCMConfig, correct_pseudo_labels
-from pipeline.pseudo_label_store import PseudoLabelRows
-from pipeline.pseudo_labels import PseudoLabelConfig, PseudoLabeler
-from pipeline.skeletons import Skeleton, get_skeleton, skeleton_for_num_joints
+from pipeline.store.checkpoints import list_checkpoints, load_network_file
+from pipeline.store.pseudo_label_store import PseudoLabelRows
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,6 @@ def coco_annotations(rows: PseudoLabelRows, min_joints: int, first_id: int) -> l
 
 def keypoint_results(image_ids: np.ndarray, kpts: np.ndarray) -> list[dict]:
     """COCO keypoint results (category 1) from (N,) ids and (N,K,3) image-space keypoints."""
-    from pipeline.evaluation import make_keypoint_results
+    from pipeline.evaluation.metrics import make_keypoint_results
 
     return make_keypoint_results(np.asarray(image_ids), np.asarray(kpts, dtype=np.float64), None)

@@ -5,7 +5,7 @@ view (cut-occlude or Joint Cutout, then the hard affine) with its consistency ta
 into that view through the view matrices. It is what the pseudo-label actor hosts.
 
 With a store directory configured, every SSPCM step also appends its pseudo labels to the
-Parquet pseudo-label store (:mod:`pipeline.pseudo_label_store`): each teacher's keypoints and
+Parquet pseudo-label store (:mod:`pipeline.store.pseudo_label_store`): each teacher's keypoints and
 PCM's corrected keypoints in image coordinates, per-joint PI and weights, and the corrected
 heatmaps. In ``cache`` mode, the previous-epoch teachers are not run: their keypoints are read
 from last epoch's partition and rendered as Gaussians in the current easy view
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.heatmaps import HeatmapCodec, get_max_preds, heatmap_to_image
-from pipeline.pcm import PCMConfig, PCMOutput, correct_pseudo_labels, pcm_statistics
-from pipeline.ssco import SSCOConfig, cut_occlude, joint_cutout
-from pipeline.views import compose_affine, transform_points, warp_batch, warp_heatmaps
+from pipeline.geometry.heatmaps import HeatmapCodec, get_max_preds, heatmap_to_image
+from pipeline.geometry.views import compose_affine, transform_points, warp_batch, warp_heatmaps
+from pipeline.method.pcm import PCMConfig, PCMOutput, correct_pseudo_labels, pcm_statistics
+from pipeline.method.ssco import SSCOConfig, cut_occlude, joint_cutout
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class PseudoLabeler:
     def store(self):
         """The pseudo-label store (opened on first use), or None when none is configured."""
         if self._store is None and self.cfg.store_dir is not None:
-            from pipeline.pseudo_label_store import PseudoLabelStore
+            from pipeline.store.pseudo_label_store import PseudoLabelStore
 
             hm = tuple(self.cfg.heatmap_size) if self.cfg.store_heatmaps else None
             self._store = PseudoLabelStore(
@@ -137,7 +137,7 @@ class PseudoLabeler:
         return out[0], out[1]
 
     def _write_store(self, unlabeled: dict, epoch: int, step: int, hm_a, hm_b, pcm: PCMOutput) -> None:
-        from pipeline.pseudo_label_store import PseudoLabelRows
+        from pipeline.store.pseudo_label_store import PseudoLabelRows
 
         n = len(unlabeled["images"])
         files = unlabeled.get("image_file")

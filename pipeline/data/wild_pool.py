@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.datasets import (
+from pipeline.data.coco import (
     AnnotationError,
     build_coco,
     clean_bbox,

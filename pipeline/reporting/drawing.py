@@ -8,8 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.pseudo_label_store import PseudoLabelRows
-from pipeline.skeletons import skeleton_for_num_joints
+from pipeline.data.skeletons import skeleton_for_num_joints
+from pipeline.store.pseudo_label_store import PseudoLabelRows
 
 # field -> (legend, BGR colour)
 LAYERS = {

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from pipeline.skeletons import Skeleton
+from pipeline.data.skeletons import Skeleton
 
 DEFAULT_PI_EDGES = (0.0, 0.03, 0.06, 0.1, 0.15, 0.25)  # lower bin edges; the last bin is open
 

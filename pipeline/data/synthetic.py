@@ -44,8 +44,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.atomic_files import atomic_write
-from pipeline.skeletons import COCO17
+from pipeline.data.skeletons import COCO17
+from pipeline.store.atomic_files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from pipeline.config import AugmentConfig
-from pipeline.heatmaps import HeatmapCodec
-from pipeline.images import load_image, to_tensor
-from pipeline.skeletons import Skeleton
-from pipeline.views import (
+from pipeline.data.images import load_image, to_tensor
+from pipeline.data.skeletons import Skeleton
+from pipeline.geometry.heatmaps import HeatmapCodec
+from pipeline.geometry.views import (
     AugmentRanges,
     ViewParams,
     box_to_center_size,

@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from pipeline.evaluation import flip_test_heatmaps
-from pipeline.heatmaps import HeatmapCodec, heatmap_to_image
-from pipeline.topdown_data import EvalDataset
+from pipeline.data.topdown import EvalDataset
+from pipeline.evaluation.metrics import flip_test_heatmaps
+from pipeline.geometry.heatmaps import HeatmapCodec, heatmap_to_image
 
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -10,13 +10,13 @@ import pytest
 import ray
 import torch
 
+from actors.driver import build_ray_trainer, launch_actors
 from actors.executor import RayExecutor
 from actors.placement import derive_resources
-from actors.runtime import build_ray_trainer, launch_actors
 from pipeline.config import ResourcesConfig, load_config
-from pipeline.pseudo_label_store import PseudoLabelStore
-from pipeline.schedule import LocalExecutor, sspcm_step
-from pipeline.topdown_data import LabeledDataset, UnlabeledDataset
+from pipeline.data.topdown import LabeledDataset, UnlabeledDataset
+from pipeline.method.schedule import LocalExecutor, sspcm_step
+from pipeline.store.pseudo_label_store import PseudoLabelStore
 from pipeline.trainer import Trainer, build_local, epoch_batches, load_run_data, make_codec
 from tests.helpers import tiny_overrides
 
