@@ -33,7 +33,7 @@ from pipeline.config import Config
 from pipeline.data.coco import load_coco_persons
 from pipeline.data.pool_packs import read_pool_pack, with_pack_images
 from pipeline.data.topdown import LabeledDataset
-from pipeline.trainer import RunData, load_run_data
+from pipeline.run_setup import RunData, load_run_data
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from actors.network_actor import NetworkActor
 from actors.placement import create_placement_group, derive_resources, in_bundle
 from actors.pseudo_label_actor import PseudoLabelActor
 from pipeline.config import Config
-from pipeline.trainer import RunData, Trainer, network_specs, pseudo_label_config
+from pipeline.run_setup import RunData, network_specs, pseudo_label_config
+from pipeline.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from pipeline.cli import setup_logging
 from pipeline.config import load_config
 from pipeline.data.synthetic import generate_dataset
 from pipeline.method.schedule import LocalExecutor
-from pipeline.trainer import Trainer, build_local, load_run_data
+from pipeline.run_setup import build_local, load_run_data
+from pipeline.trainer import Trainer
 
 log = logging.getLogger("bench.ray_vs_local")
 REPO = Path(__file__).resolve().parents[1]

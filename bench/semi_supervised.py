@@ -72,8 +72,9 @@ from pipeline.geometry.heatmaps import heatmap_to_image
 from pipeline.method.pcm import correct_pseudo_labels, pcm_statistics
 from pipeline.method.schedule import LocalExecutor
 from pipeline.models import build_model
+from pipeline.run_setup import RunData, build_local, load_run_data, pcm_config
 from pipeline.store.checkpoints import list_checkpoints
-from pipeline.trainer import RunData, Trainer, build_local, load_run_data, pcm_config
+from pipeline.trainer import Trainer
 
 log = logging.getLogger("bench.semi_supervised")
 REPO = Path(__file__).resolve().parents[1]

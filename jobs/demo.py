@@ -39,7 +39,8 @@ from pipeline.data.synthetic import generate_dataset
 from pipeline.evaluation.paired_bootstrap import paired_bootstrap
 from pipeline.method.schedule import LocalExecutor
 from pipeline.reporting.demo_figure import ap_curve, label_overlays, write_demo_figure
-from pipeline.trainer import Trainer, build_local, load_run_data, train_local
+from pipeline.run_setup import build_local, load_run_data
+from pipeline.trainer import Trainer, train_local
 
 log = logging.getLogger("jobs.demo")
 

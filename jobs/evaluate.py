@@ -12,68 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 import torch
 
 from pipeline.cli import setup_logging
-from pipeline.data.coco import check_image_files, load_coco_persons
-from pipeline.data.skeletons import get_skeleton, skeleton_for_num_joints
-from pipeline.data.topdown import EvalDataset
-from pipeline.evaluation.inference import model_predict_fn, predict_keypoints
-from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results, write_results
-from pipeline.geometry.heatmaps import HeatmapCodec
-from pipeline.models import build_model
-from pipeline.store.checkpoints import load_network_file, resolve_network_checkpoint
-
-log = logging.getLogger("jobs.evaluate")
-
-
-def evaluate_checkpoint(
-    checkpoint: str,
-    ann: str,
-    images: str,
-    *,
-    role: str = "student",
-    flip_test: bool = False,
-    decode: str | None = None,
-    batch_size: int = 64,
-    skip_bad_images: bool = False,
-    results_out: str | None = None,
-    device: str = "cpu",
-) -> dict[str, float]:
-    path = resolve_network_checkpoint(checkpoint, role)
-    state = load_network_file(path)
-    spec = state["spec"]
-    skeleton = (
-        get_skeleton(state["skeleton"])
-        if "skeleton" in state
-        else skeleton_for_num_joints(spec["num_joints"])
-    )
-    codec_cfg = dict(state.get("codec", {}))
-    if decode:
-        codec_cfg["decode"] = decode
-    codec = HeatmapCodec(
-        input_size=tuple(codec_cfg.get("input_size", (192, 256))),
-        heatmap_size=tuple(codec_cfg.get("heatmap_size", (48, 64))),
-        sigma=float(codec_cfg.get("sigma", 2.0)),
-        decode_method=codec_cfg.get("decode", "argmax"),
-    )
-    model = build_model(spec["model_name"], spec["num_joints"])
-    model.load_state_dict(state["model"])
-    model.to(device)
-    log.info("evaluating %s (%s) on %s", path, spec["model_name"], ann)
-    persons = load_coco_persons(ann, images, skeleton=skeleton, require_keypoints=True)
-    persons, bad = check_image_files(persons, skip_bad=skip_bad_images)
-    ds = EvalDataset(persons, codec, skeleton)
-    flip = skeleton.flip_indices if flip_test else None
-    pred = predict_keypoints(
-        [model_predict_fn(model, device)], ds, codec, batch_size=batch_size, flip_indices=flip
-    )
-    results = make_keypoint_results(pred["image_ids"], pred["kpts_img"], pred["box_scores"])
-    if results_out:
-        write_results(results, results_out)
-    return coco_keypoint_eval(ann, results, sigmas=skeleton.sigmas_array)
+from pipeline.data.skeletons import get_skeleton
+from pipeline.evaluation.checkpoint_eval import evaluate_checkpoint
+from pipeline.evaluation.metrics import coco_keypoint_eval
 
 
 def main(argv: list[str] | None = None) -> dict:

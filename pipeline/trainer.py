@@ -1,8 +1,10 @@
 """The training loop, written once: it drives any executor (in-process or Ray) through epochs.
 
-``Trainer`` reads the data, owns the schedule position, logs metrics (JSONL + TensorBoard),
-writes one checkpoint directory per epoch, resumes from the latest, and evaluates the student
-(and the A+B ensemble) with pycocotools at the end.
+``Trainer`` owns the schedule position (epoch, step in epoch, global step), calls the method's
+step function once per batch pair, logs metrics (JSONL + TensorBoard), writes one checkpoint
+directory per epoch, resumes from the latest, recovers from a dead network actor, and evaluates
+the student (and the A+B ensemble) with pycocotools at the end. What it runs on (data, network
+specs, the pseudo labeler) comes from :mod:`pipeline.run_setup`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,88 +23,13 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import Config, ConfigError, save_config
-from pipeline.data.coco import check_image_files, check_images_exist, load_coco_persons
-from pipeline.data.skeletons import Skeleton, get_skeleton
 from pipeline.data.topdown import EvalDataset, LabeledDataset, UnlabeledDataset
-from pipeline.evaluation.inference import model_predict_fn, predict_keypoints
-from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results, write_results
-from pipeline.geometry.heatmaps import HeatmapCodec
-from pipeline.method.pcm import PCMConfig
-from pipeline.method.pseudo_labels import PseudoLabelConfig, PseudoLabeler
-from pipeline.method.schedule import METHOD_ROLES, STEP_FUNCTIONS, Executor, LocalExecutor
-from pipeline.method.ssco import SSCOConfig
-from pipeline.models.network import Network, NetworkSpec
+from pipeline.evaluation.checkpoint_eval import evaluate_networks, models_from_weights
+from pipeline.method.schedule import STEP_FUNCTIONS, Executor, LocalExecutor
+from pipeline.run_setup import RunData, build_local, load_run_data, make_codec, network_specs
 from pipeline.store.checkpoints import checkpoint_store
 
 log = logging.getLogger(__name__)
-
-
-def make_codec(cfg: Config) -> HeatmapCodec:
-    return HeatmapCodec.from_config(cfg.codec)
-
-
-def network_specs(cfg: Config, num_joints: int) -> dict[str, NetworkSpec]:
-    """The NetworkSpec of every role the method trains."""
-    specs = {}
-    for role in METHOD_ROLES[cfg.method.name]:
-        teacher = role != "student"
-        specs[role] = NetworkSpec(
-            role=role,
-            model_name=cfg.model.teacher if teacher else cfg.model.student,
-            num_joints=num_joints,
-            pretrained=cfg.model.teacher_pretrained if teacher else cfg.model.student_pretrained,
-            init_weights=getattr(cfg.model, f"{role}_init"),
-            lr=cfg.optim.lr,
-            weight_decay=cfg.optim.weight_decay,
-            lr_steps=cfg.optim.lr_steps,
-            lr_factor=cfg.optim.lr_factor,
-            sup_weight=cfg.method.sup_weight,
-            unsup_weight=cfg.method.unsup_weight,
-            seed=cfg.train.seed,
-            device=cfg.train.device,
-            num_threads=cfg.train.num_threads,
-            deterministic=cfg.train.deterministic,
-            teacher_bn=cfg.method.teacher_bn,
-            separate_forwards=cfg.method.separate_forwards,
-        )
-    return specs
-
-
-def pseudo_label_store_dir(cfg: Config) -> Path | None:
-    """Where SSPCM writes its pseudo labels (``RUN/pseudo_labels``), or None."""
-    if cfg.method.name != "sspcm" or not cfg.method.store_pseudo_labels:
-        return None
-    return Path(cfg.train.out_dir) / "pseudo_labels"
-
-
-def pcm_config(cfg: Config) -> PCMConfig:
-    """PCM's thresholds and label shape from the ``method`` section (Gaussian sigma: the codec's)."""
-    m = cfg.method
-    return PCMConfig(score_thr=m.pcm_score_thr, pi_thr=m.pcm_pi_thr, label=m.pcm_label, sigma=cfg.codec.sigma)
-
-
-def pseudo_label_config(cfg: Config, skeleton: Skeleton) -> PseudoLabelConfig:
-    m = cfg.method
-    store = pseudo_label_store_dir(cfg)
-    return PseudoLabelConfig(
-        input_size=cfg.codec.input_size,
-        heatmap_size=cfg.codec.heatmap_size,
-        flip_indices=skeleton.flip_indices,
-        pcm=pcm_config(cfg),
-        ssco=SSCOConfig(
-            num_pairs=m.ssco_num_pairs,
-            half_size_range=m.ssco_half_size,
-            jitter_sigma=m.ssco_jitter_sigma,
-            num_joints_real=skeleton.num_joints,
-        ),
-        seed=cfg.train.seed,
-        sigma=cfg.codec.sigma,
-        decode_method=cfg.codec.decode,
-        store_dir=str(store) if store is not None else None,
-        store_heatmaps=m.store_heatmaps,
-        dual_score_mask=m.dual_score_mask,
-        occlusion_joints=m.occlusion_joints,
-    )
 
 
 def epoch_batches(
@@ -114,58 +40,6 @@ def epoch_batches(
     rng = np.random.default_rng([seed, epoch, salt])
     order = np.concatenate([rng.permutation(n) for _ in range(max(1, math.ceil(needed / max(n, 1))))])
     return [order[i * batch_size : (i + 1) * batch_size].tolist() for i in range(num_batches)]
-
-
-def _checked(persons: list, skip_bad: bool, source: str) -> list:
-    """Missing images fail fast by name; with ``skip_bad`` every image is decoded once and bad
-    ones are skipped and counted (a large wild pool)."""
-    if skip_bad:
-        good, bad = check_image_files(persons, skip_bad=True)
-        if bad:
-            log.warning("%s: skipped %d unreadable image(s)", source, len(bad))
-        return good
-    check_images_exist(persons, source)
-    return persons
-
-
-@dataclass
-class RunData:
-    skeleton: Skeleton
-    labeled: list
-    unlabeled: list
-    val: list
-
-
-def load_run_data(cfg: Config) -> RunData:
-    """Read the labeled subset (first N persons), the unlabeled pool and the validation set."""
-    d = cfg.data
-    skeleton = get_skeleton(d.skeleton)
-    labeled = load_coco_persons(
-        d.labeled_ann, d.labeled_images, skeleton=skeleton, max_persons=d.num_labeled, order=d.labeled_order
-    )
-    labeled = _checked(labeled, d.skip_bad_images, d.labeled_ann)
-    unlabeled: list = []
-    if cfg.method.name != "supervised":
-        if d.unlabeled_ann is not None:
-            from pipeline.data.wild_pool import load_pool
-
-            if d.unlabeled_boxes:  # boxes from a detector's COCO-results file
-                pool_source = {"image_list_json": d.unlabeled_ann, "detections_json": d.unlabeled_boxes}
-            else:  # boxes from the pool's own person annotations (keypoints are never used)
-                pool_source = {"annotations_json": d.unlabeled_ann}
-            unlabeled = list(
-                load_pool(image_dir=d.unlabeled_images, min_keypoints=d.pool_min_keypoints, **pool_source)
-            )
-            unlabeled = _checked(unlabeled, d.skip_bad_images, d.unlabeled_ann)
-        if d.pool_includes_labeled:
-            unlabeled = unlabeled + load_coco_persons(d.labeled_ann, d.labeled_images, skeleton=skeleton)
-        if not unlabeled:
-            raise ConfigError(f"method {cfg.method.name!r} needs an unlabeled pool (data.unlabeled_ann)")
-    val = _checked(
-        load_coco_persons(d.val_ann, d.val_images, skeleton=skeleton), d.skip_bad_images, d.val_ann
-    )
-    log.info("data: %d labeled persons, %d unlabeled, %d validation", len(labeled), len(unlabeled), len(val))
-    return RunData(skeleton, labeled, unlabeled, val)
 
 
 class RunLogger:
@@ -404,45 +278,26 @@ class Trainer:
         in the run directory (``tag`` tells an intermediate evaluation from the final one).
         """
         weights = self.ex.gather([self.ex.submit(h, "get_weights") for h in self.nets.values()])
-        weights = dict(zip(self.nets, weights))
         specs = network_specs(self.cfg, self.data.skeleton.num_joints)
-        from pipeline.models import build_model
-
-        fns = {}
-        for role, w in weights.items():
-            model = build_model(specs[role].model_name, specs[role].num_joints)
-            model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in w.items()})  # writable copy
-            fns[role] = model_predict_fn(model)
-        groups = {}
-        if "student" in fns:
-            groups["student"] = [fns["student"]]
-        if "teacher_a" in fns and "teacher_b" in fns:
-            if "student" not in fns:  # Dual Network: one teacher alone is its single-network result
-                groups["teacher_a"] = [fns["teacher_a"]]
-            groups["ensemble_ab"] = [fns["teacher_a"], fns["teacher_b"]]
-        ds = EvalDataset(self.data.val, self.codec, self.data.skeleton)
-        flip = self.data.skeleton.flip_indices if self.cfg.eval.flip_test else None
-        out: dict[str, float] = {}
-        for name, group in groups.items():
-            pred = predict_keypoints(
-                group, ds, self.codec, batch_size=self.cfg.eval.batch_size, flip_indices=flip
-            )
-            results = make_keypoint_results(pred["image_ids"], pred["kpts_img"], pred["box_scores"])
-            stats = coco_keypoint_eval(self.cfg.data.val_ann, results, sigmas=self.data.skeleton.sigmas_array)
-            if write:
-                write_results(results, self.run_dir / f"results_{name}{tag}.json")
-            out.update({f"eval/{name}/{k}": v for k, v in stats.items()})
+        models = models_from_weights(
+            dict(zip(self.nets, weights)),
+            {role: spec.model_name for role, spec in specs.items()},
+            self.data.skeleton.num_joints,
+        )
+        out = evaluate_networks(
+            models,
+            EvalDataset(self.data.val, self.codec, self.data.skeleton),
+            self.codec,
+            self.cfg.data.val_ann,
+            self.data.skeleton.sigmas_array,
+            batch_size=self.cfg.eval.batch_size,
+            flip_indices=self.data.skeleton.flip_indices if self.cfg.eval.flip_test else None,
+            results_dir=self.run_dir if write else None,
+            tag=tag,
+        )
         if write:
             (self.run_dir / f"eval{tag}.json").write_text(json.dumps(out, indent=2))
         return out
-
-
-def build_local(cfg: Config, data: RunData) -> tuple[dict[str, Network], PseudoLabeler]:
-    """In-process networks and pseudo labeler for ``cfg``."""
-    if cfg.train.num_threads > 0:
-        torch.set_num_threads(cfg.train.num_threads)
-    nets = {r: Network(s) for r, s in network_specs(cfg, data.skeleton.num_joints).items()}
-    return nets, PseudoLabeler(pseudo_label_config(cfg, data.skeleton))
 
 
 def train_local(cfg: Config, resume: bool = False) -> dict[str, float]:

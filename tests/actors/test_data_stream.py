@@ -19,8 +19,9 @@ from pipeline.data.skeletons import COCO17
 from pipeline.data.topdown import LabeledDataset, UnlabeledDataset
 from pipeline.data.wild_pool import load_pool
 from pipeline.geometry.heatmaps import HeatmapCodec
+from pipeline.run_setup import load_run_data
 from pipeline.store.pseudo_label_store import PseudoLabelStore
-from pipeline.trainer import epoch_batches, load_run_data
+from pipeline.trainer import epoch_batches
 from tests.conftest import RAY_OBJECT_STORE_BYTES
 from tests.helpers import tiny_overrides
 

@@ -16,8 +16,9 @@ from actors.placement import derive_resources
 from pipeline.config import ResourcesConfig, load_config
 from pipeline.data.topdown import LabeledDataset, UnlabeledDataset
 from pipeline.method.schedule import LocalExecutor, sspcm_step
+from pipeline.run_setup import build_local, load_run_data, make_codec
 from pipeline.store.pseudo_label_store import PseudoLabelStore
-from pipeline.trainer import Trainer, build_local, epoch_batches, load_run_data, make_codec
+from pipeline.trainer import Trainer, epoch_batches
 from tests.helpers import tiny_overrides
 
 

@@ -64,7 +64,7 @@ def test_every_shipped_config_loads():
 
 
 def test_init_checkpoints_reach_each_role():
-    from pipeline.trainer import network_specs
+    from pipeline.run_setup import network_specs
 
     cfg = load_config(None, ["method.name=sspcm", "model.teacher_b_init=runs/b", "model.student_init=runs/a"])
     specs = network_specs(cfg, 17)
