@@ -63,7 +63,7 @@ import torch
 
 from pipeline.cli import setup_logging
 from pipeline.config import load_config
-from pipeline.data.synthetic import generate_dataset, write_json_atomic
+from pipeline.data.synthetic import generate_dataset
 from pipeline.data.topdown import EvalDataset
 from pipeline.evaluation.label_accuracy import accuracy_against_truth, format_accuracy_table
 from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results
@@ -73,6 +73,7 @@ from pipeline.method.pcm import correct_pseudo_labels, pcm_statistics
 from pipeline.method.schedule import LocalExecutor
 from pipeline.models import build_model
 from pipeline.run_setup import RunData, build_local, load_run_data, pcm_config
+from pipeline.store.atomic_files import write_json_atomic
 from pipeline.store.checkpoints import list_checkpoints
 from pipeline.trainer import Trainer
 

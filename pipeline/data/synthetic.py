@@ -35,7 +35,6 @@ stay in the image, like unannotated people in COCO). All coordinates are image s
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -45,7 +44,7 @@ import cv2
 import numpy as np
 
 from pipeline.data.skeletons import COCO17
-from pipeline.store.atomic_files import atomic_write
+from pipeline.store.atomic_files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -927,12 +926,6 @@ def _make_and_write(args: tuple[Path, int, int, tuple[int, int], int, float]) ->
     data, entry, anns = make_image(seed, image_id, image_size, max_people, difficulty)
     (images_dir / entry["file_name"]).write_bytes(data)
     return entry, anns
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write ``obj`` as JSON to ``path`` via a temporary file and ``os.replace``."""
-    with atomic_write(path, "w") as f:
-        json.dump(obj, f, separators=(",", ":"))
 
 
 def generate_dataset(

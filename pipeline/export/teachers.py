@@ -1,31 +1,31 @@
-"""Pseudo labels as a product: trained teachers + PCM over a wild pool -> store rows -> COCO JSON.
+"""The teachers of a trained run labelling a wild pool: A_t, B_t (and A_{t-1}, B_{t-1}) + PCM.
 
 The teachers are a run's latest checkpoint (A_t, B_t) and, for PCM's four pairs, the checkpoint
 of the epoch before (A_{t-1}, B_{t-1}). Each pool person is seen in its un-augmented box view
-(the evaluation view), exactly as PCM sees an easy view during training; keypoints go back to
-image coordinates through the view matrix. Pure torch/numpy (the job adds Ray Data streaming).
-
-COCO output: one annotation per kept person; keypoint ``v`` is 2 where PCM kept the joint (and
-it is among the exported joints), else 0 with x = y = 0; ``score`` is the mean confidence of the
-kept joints; ``bbox`` the pool box. Such a file is a labeled set for ``jobs.train``.
+(the evaluation view, :class:`BoxViews`), exactly as PCM sees an easy view during training;
+keypoints go back to image coordinates through the view matrix. :class:`TeacherLabeler` turns a
+batch of box views into pseudo-label store rows; :func:`label_pool_locally` runs it over a pool
+in this process (``actors.export_labeler`` runs the same labeler in Ray Data workers).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.data.skeletons import Skeleton, get_skeleton, skeleton_for_num_joints
+from pipeline.data.skeletons import Skeleton
+from pipeline.data.topdown import EvalDataset
+from pipeline.evaluation.checkpoint_eval import load_checkpoint_network
 from pipeline.geometry.heatmaps import HeatmapCodec
 from pipeline.method.pcm import PCMConfig, correct_pseudo_labels
 from pipeline.method.pseudo_labels import PseudoLabelConfig, PseudoLabeler
-from pipeline.models import build_model
-from pipeline.store.checkpoints import list_checkpoints, load_network_file
+from pipeline.store.checkpoints import list_checkpoints
 from pipeline.store.pseudo_label_store import PseudoLabelRows
 
 log = logging.getLogger(__name__)
@@ -98,14 +98,6 @@ def find_teacher_checkpoints(run_or_checkpoint: str | Path) -> TeacherCheckpoint
     return TeacherCheckpoints(current, earlier[-1] if earlier else None, max(epoch, 0))
 
 
-def _load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    state = load_network_file(path)
-    spec = state["spec"]
-    model = build_model(spec["model_name"], spec["num_joints"])
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), state
-
-
 class TeacherLabeler:
     """Runs the teachers and PCM on batches of box views and returns store rows.
 
@@ -119,22 +111,15 @@ class TeacherLabeler:
         self.options = options
         self.device = torch.device(device)
         self.models: dict[str, torch.nn.Module] = {}
-        state = {}
         for role in TEACHERS:
-            self.models[f"{role}_t"], state = _load_model(ckpts.current / f"{role}.pt", self.device)
+            net = load_checkpoint_network(ckpts.current / f"{role}.pt", self.device)
+            self.models[f"{role}_t"] = net.model
             if ckpts.previous is not None and options.use_previous:
-                self.models[f"{role}_prev"], _ = _load_model(ckpts.previous / f"{role}.pt", self.device)
-        codec = dict(state.get("codec", {}))
-        self.codec = HeatmapCodec(
-            tuple(codec.get("input_size", (192, 256))),
-            tuple(codec.get("heatmap_size", (48, 64))),
-            float(codec.get("sigma", 2.0)),
-            codec.get("decode", "argmax"),
-        )
-        num_joints = int(state["spec"]["num_joints"])
-        self.skeleton: Skeleton = (
-            get_skeleton(state["skeleton"]) if "skeleton" in state else skeleton_for_num_joints(num_joints)
-        )
+                self.models[f"{role}_prev"] = load_checkpoint_network(
+                    ckpts.previous / f"{role}.pt", self.device
+                ).model
+        self.codec: HeatmapCodec = net.codec  # teacher B's (both teachers share the run's codec)
+        self.skeleton: Skeleton = net.skeleton
         self.pcm = PCMConfig(
             score_thr=options.score_thr, pi_thr=options.pi_thr, label=options.label, sigma=self.codec.sigma
         )
@@ -195,40 +180,35 @@ class TeacherLabeler:
         return rows, {"A_t": kpts_a, "B_t": kpts_b, "mean_AB": mean_ab}
 
 
-def coco_annotations(rows: PseudoLabelRows, min_joints: int, first_id: int) -> list[dict]:
-    """COCO person annotations of the rows with at least ``min_joints`` kept joints.
+class BoxViews(torch.utils.data.Dataset):
+    """The box views of pool persons: ``EvalDataset`` items (``images`` (3,H,W) input space,
+    ``matrix`` (2,3) image -> input, ``image_id``, ...) plus ``index`` (pool position), ``bbox``
+    (4,) xywh image space and ``image_file`` (the image's file name)."""
 
-    Keypoints: corrected (x, y) with v = 2 where the PCM weight is > 0, else (0, 0, 0);
-    ``score`` = mean corrected confidence of the kept joints; ids from ``first_id`` on.
-    """
-    anns = []
-    kept = rows.weights > 0
-    for i in range(len(rows.image_id)):
-        k = int(kept[i].sum())
-        if k < max(min_joints, 1):
-            continue
-        kp = np.zeros((kept.shape[1], 3), dtype=np.float64)
-        kp[kept[i], :2] = rows.kpts_corrected[i, kept[i], :2]
-        kp[kept[i], 2] = 2
-        x, y, w, h = (float(v) for v in rows.bbox[i])
-        anns.append(
-            {
-                "id": first_id + len(anns),
-                "image_id": int(rows.image_id[i]),
-                "category_id": 1,
-                "bbox": [x, y, w, h],
-                "area": w * h,
-                "iscrowd": 0,
-                "num_keypoints": k,
-                "keypoints": [round(float(v), 2) for v in kp.reshape(-1)],
-                "score": float(rows.kpts_corrected[i, kept[i], 2].mean()),
-            }
-        )
-    return anns
+    def __init__(self, persons: list, labeler: TeacherLabeler):
+        self.persons = persons
+        self.views = EvalDataset(persons, labeler.codec, labeler.skeleton)
+
+    def __len__(self) -> int:
+        return len(self.persons)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.views[i]
+        p = self.persons[i]
+        return {
+            **item,
+            "index": i,
+            "bbox": torch.as_tensor(np.asarray(p.bbox_xywh, dtype=np.float32)),
+            "image_file": Path(str(p.image_path)).name,
+        }
 
 
-def keypoint_results(image_ids: np.ndarray, kpts: np.ndarray) -> list[dict]:
-    """COCO keypoint results (category 1) from (N,) ids and (N,K,3) image-space keypoints."""
-    from pipeline.evaluation.metrics import make_keypoint_results
-
-    return make_keypoint_results(np.asarray(image_ids), np.asarray(kpts, dtype=np.float64), None)
+def label_pool_locally(
+    persons: list, ckpts: TeacherCheckpoints, options: ExportOptions, batch_size: int, device: str
+) -> Iterator[tuple[PseudoLabelRows, dict[str, np.ndarray]]]:
+    """Label ``persons`` batch by batch in this process: (store rows, raw teacher keypoints) as
+    :meth:`TeacherLabeler.label_batch` returns them, in pool order."""
+    labeler = TeacherLabeler(ckpts, options, device)
+    loader = torch.utils.data.DataLoader(BoxViews(persons, labeler), batch_size=batch_size, shuffle=False)
+    for batch in loader:
+        yield labeler.label_batch(batch)

@@ -6,12 +6,13 @@ killed mid-write leaves at most a hidden ``.<name>.<random>.tmp`` next to the ta
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def fsync_dir(path: Path) -> None:
@@ -48,3 +49,9 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as compact JSON (no spaces) to ``path`` through :func:`atomic_write`."""
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, separators=(",", ":"))
