@@ -27,7 +27,7 @@ from pipeline.cli import setup_logging
 from pipeline.config import AugmentConfig
 from pipeline.data.pool_packs import pack_pool, read_pool_pack
 from pipeline.data.skeletons import COCO17
-from pipeline.data.synthetic import generate_dataset
+from pipeline.data.synthetic.dataset import generate_dataset
 from pipeline.data.topdown import UnlabeledDataset
 from pipeline.data.wild_pool import load_pool
 from pipeline.geometry.heatmaps import HeatmapCodec

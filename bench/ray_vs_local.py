@@ -21,7 +21,7 @@ import torch
 
 from pipeline.cli import setup_logging
 from pipeline.config import load_config
-from pipeline.data.synthetic import generate_dataset
+from pipeline.data.synthetic.dataset import generate_dataset
 from pipeline.method.schedule import LocalExecutor
 from pipeline.run_setup import build_local, load_run_data
 from pipeline.trainer import Trainer

@@ -63,7 +63,7 @@ import torch
 
 from pipeline.cli import setup_logging
 from pipeline.config import load_config
-from pipeline.data.synthetic import generate_dataset
+from pipeline.data.synthetic.dataset import generate_dataset
 from pipeline.data.topdown import EvalDataset
 from pipeline.evaluation.label_accuracy import accuracy_against_truth, format_accuracy_table
 from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from pipeline.cli import setup_logging, split_overrides
 from pipeline.config import Config, load_config
-from pipeline.data.synthetic import generate_dataset
+from pipeline.data.synthetic.dataset import generate_dataset
 from pipeline.evaluation.paired_bootstrap import paired_bootstrap
 from pipeline.method.schedule import LocalExecutor
 from pipeline.reporting.demo_figure import ap_curve, label_overlays, write_demo_figure

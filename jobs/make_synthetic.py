@@ -15,7 +15,8 @@ import logging
 import time
 
 from pipeline.cli import setup_logging
-from pipeline.data.synthetic import DEFAULT_IMAGE_SIZE, generate_dataset
+from pipeline.data.synthetic.dataset import generate_dataset
+from pipeline.data.synthetic.scene import DEFAULT_IMAGE_SIZE
 
 log = logging.getLogger("jobs.make_synthetic")
 

@@ -8,16 +8,10 @@ import pytest
 from pycocotools.coco import COCO
 
 from pipeline.data.skeletons import COCO17
-from pipeline.data.synthetic import (
-    LEFT_SHADE,
-    Figure,
-    Occluder,
-    figure_keypoints,
-    generate_dataset,
-    make_image,
-    render_image,
-    render_scene,
-)
+from pipeline.data.synthetic.dataset import generate_dataset, make_image
+from pipeline.data.synthetic.figure import LEFT_SHADE, Figure, figure_keypoints
+from pipeline.data.synthetic.render import Occluder, render_scene
+from pipeline.data.synthetic.scene import render_image
 
 SIZE = (320, 256)
 J = {n: i for i, n in enumerate(COCO17.joint_names)}
