@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from pipeline.config import Config, ConfigError
-from pipeline.data.coco import check_image_files, check_images_exist, load_coco_persons
+from pipeline.data.coco import load_coco_persons
+from pipeline.data.image_checks import check_image_files, check_images_exist
 from pipeline.data.skeletons import Skeleton, get_skeleton
 from pipeline.geometry.heatmaps import HeatmapCodec
 from pipeline.method.pcm import PCMConfig

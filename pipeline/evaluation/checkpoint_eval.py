@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data.coco import check_image_files, load_coco_persons
+from pipeline.data.coco import load_coco_persons
+from pipeline.data.image_checks import check_image_files
 from pipeline.data.skeletons import Skeleton, get_skeleton, skeleton_for_num_joints
 from pipeline.data.topdown import EvalDataset
 from pipeline.evaluation.inference import PredictFn, model_predict_fn, predict_keypoints

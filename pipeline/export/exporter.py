@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import load_config
-from pipeline.data.coco import check_image_files
+from pipeline.data.image_checks import check_image_files
 from pipeline.data.skeletons import Skeleton
 from pipeline.data.wild_pool import load_pool
 from pipeline.evaluation.label_accuracy import accuracy_against_truth, format_accuracy_table

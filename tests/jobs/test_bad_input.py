@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from jobs.train import main as train_main
-from pipeline.data.coco import AnnotationError, BadImageError
+from pipeline.data.coco import AnnotationError
+from pipeline.data.image_checks import BadImageError
 from pipeline.data.images import ImageError
 from tests.helpers import tiny_overrides
 

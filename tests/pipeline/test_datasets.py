@@ -10,17 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.data.coco import (
-    AnnotationError,
-    BadImageError,
-    CocoPersonDataset,
-    check_image_files,
-    clean_bbox,
-    images_of,
-    load_coco_persons,
-    summarize,
-    verify_image_file,
-)
+from pipeline.data.coco import AnnotationError, CocoPersonDataset, clean_bbox, load_coco_persons, summarize
+from pipeline.data.image_checks import BadImageError, check_image_files, images_of, verify_image_file
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
 MM = REAL / "mmpose_testdata"
