@@ -35,83 +35,20 @@ from pathlib import Path
 
 from pipeline.cli import setup_logging, split_overrides
 from pipeline.config import Config, load_config
-from pipeline.data.synthetic.dataset import generate_dataset
+from pipeline.data.synthetic.dataset import ensure_synthetic
 from pipeline.evaluation.paired_bootstrap import paired_bootstrap
 from pipeline.method.schedule import LocalExecutor
 from pipeline.reporting.demo_figure import ap_curve, label_overlays, write_demo_figure
-from pipeline.run_setup import build_local, load_run_data
+from pipeline.run_setup import build_local, burn_in_configs, load_run_data, variant_config
 from pipeline.trainer import Trainer, train_local
 
 log = logging.getLogger("jobs.demo")
-
-
-def ensure_synthetic(
-    root: Path, train_images: int, val_images: int, seed: int, difficulty: float = 0.0, max_people: int = 1
-) -> None:
-    """Generate ``root/train`` and ``root/val`` (disjoint image ids) unless already present.
-
-    ``root/<set>/generated.json`` records how a set was made; a set made with other settings
-    (or by an older demo, without that file) is generated again.
-    """
-    for name, n, start, s in (("train", train_images, 1, seed), ("val", val_images, 1_000_000, seed + 1)):
-        recipe = {
-            "seed": s,
-            "images": n,
-            "start_id": start,
-            "difficulty": difficulty,
-            "max_people": max_people,
-        }
-        marker = root / name / "generated.json"
-        if (root / name / "annotations.json").is_file() and marker.is_file():
-            if json.loads(marker.read_text()) == recipe:
-                continue
-        log.info(
-            "generating synthetic %s set: %d images, difficulty %g, up to %d persons each -> %s",
-            name, n, difficulty, max_people, root / name,
-        )  # fmt: skip
-        generate_dataset(
-            root / name,
-            seed=s,
-            num_images=n,
-            start_id=start,
-            difficulty=difficulty,
-            max_people=max_people,
-            workers=2,
-        )
-        marker.write_text(json.dumps(recipe))
-
-
-def _variant(cfg: Config, method: str, suffix: str) -> Config:
-    return dataclasses.replace(
-        cfg,
-        method=dataclasses.replace(cfg.method, name=method),
-        train=dataclasses.replace(cfg.train, out_dir=cfg.train.out_dir + suffix),
-    )
 
 
 def _burn_in(cfg: Config, log_level: str) -> dict[str, float]:
     """One burn-in network in a spawned child process (one torch thread): its final evaluation."""
     setup_logging(log_level)
     return train_local(cfg)
-
-
-def burn_in_configs(cfg: Config, steps: int, lr: float) -> dict[str, Config]:
-    """The three burn-in runs (``<out_dir>_burn_in_<name>``): supervised, constant ``lr``,
-    ``steps`` steps, one thread each, seeds ``100 * train.seed + 1, 2, 3``."""
-    epochs = max(1, min(10, steps))
-    out = {}
-    for k, name in enumerate(("a", "b", "c")):
-        b = _variant(cfg, "supervised", f"_burn_in_{name}")
-        out[name] = dataclasses.replace(
-            b,
-            optim=dataclasses.replace(
-                cfg.optim, epochs=epochs, steps_per_epoch=max(1, steps // epochs), lr=lr, lr_steps=()
-            ),
-            train=dataclasses.replace(
-                b.train, seed=cfg.train.seed * 100 + k + 1, num_threads=1, eval_every_epochs=0
-            ),
-        )
-    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -155,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary: dict = {}
 
     # 1. the floor: an untrained student
-    untrained = _variant(cfg, "supervised", "_untrained")
+    untrained = variant_config(cfg, "supervised", "_untrained")
     data = load_run_data(untrained)
     nets, pseudo = build_local(untrained, data)
     summary["untrained_AP"] = Trainer(untrained, data, nets, pseudo, LocalExecutor()).evaluate()[
@@ -200,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
     # 3. the supervised baseline: the student alone, same start, same steps as SSPCM
-    supervised = _variant(cfg, "supervised", "_supervised")
+    supervised = variant_config(cfg, "supervised", "_supervised")
     supervised = dataclasses.replace(supervised, optim=dataclasses.replace(o, steps_per_epoch=steps))
     log.info("supervised baseline: %d epochs x %d steps, in-process", o.epochs, steps)
     t0 = time.perf_counter()

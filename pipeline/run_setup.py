@@ -9,6 +9,7 @@ labeler; the Ray driver (``actors/driver.py``) makes actors from the same specs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,3 +159,31 @@ def build_local(cfg: Config, data: RunData) -> tuple[dict[str, Network], PseudoL
         torch.set_num_threads(cfg.train.num_threads)
     nets = {r: Network(s) for r, s in network_specs(cfg, data.skeleton.num_joints).items()}
     return nets, PseudoLabeler(pseudo_label_config(cfg, data.skeleton))
+
+
+def variant_config(cfg: Config, method: str, suffix: str) -> Config:
+    """``cfg`` with another method, in ``<out_dir><suffix>``."""
+    return dataclasses.replace(
+        cfg,
+        method=dataclasses.replace(cfg.method, name=method),
+        train=dataclasses.replace(cfg.train, out_dir=cfg.train.out_dir + suffix),
+    )
+
+
+def burn_in_configs(cfg: Config, steps: int, lr: float) -> dict[str, Config]:
+    """The three burn-in runs (``<out_dir>_burn_in_<name>``): supervised, constant ``lr``,
+    ``steps`` steps, one thread each, seeds ``100 * train.seed + 1, 2, 3``."""
+    epochs = max(1, min(10, steps))
+    out = {}
+    for k, name in enumerate(("a", "b", "c")):
+        b = variant_config(cfg, "supervised", f"_burn_in_{name}")
+        out[name] = dataclasses.replace(
+            b,
+            optim=dataclasses.replace(
+                cfg.optim, epochs=epochs, steps_per_epoch=max(1, steps // epochs), lr=lr, lr_steps=()
+            ),
+            train=dataclasses.replace(
+                b.train, seed=cfg.train.seed * 100 + k + 1, num_threads=1, eval_every_epochs=0
+            ),
+        )
+    return out

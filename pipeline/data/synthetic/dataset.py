@@ -8,6 +8,7 @@ with the same seed.
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -131,3 +132,39 @@ def generate_dataset(
     coco = {"images": images, "annotations": annotations, "categories": coco_categories()}
     write_json_atomic(out_dir / "annotations.json", coco)
     return coco
+
+
+def ensure_synthetic(
+    root: Path, train_images: int, val_images: int, seed: int, difficulty: float = 0.0, max_people: int = 1
+) -> None:
+    """Generate ``root/train`` and ``root/val`` (disjoint image ids) unless already present.
+
+    ``root/<set>/generated.json`` records how a set was made; a set made with other settings
+    (or without that file) is generated again.
+    """
+    for name, n, start, s in (("train", train_images, 1, seed), ("val", val_images, 1_000_000, seed + 1)):
+        recipe = {
+            "seed": s,
+            "images": n,
+            "start_id": start,
+            "difficulty": difficulty,
+            "max_people": max_people,
+        }
+        marker = root / name / "generated.json"
+        if (root / name / "annotations.json").is_file() and marker.is_file():
+            if json.loads(marker.read_text()) == recipe:
+                continue
+        log.info(
+            "generating synthetic %s set: %d images, difficulty %g, up to %d persons each -> %s",
+            name, n, difficulty, max_people, root / name,
+        )  # fmt: skip
+        generate_dataset(
+            root / name,
+            seed=s,
+            num_images=n,
+            start_id=start,
+            difficulty=difficulty,
+            max_people=max_people,
+            workers=2,
+        )
+        marker.write_text(json.dumps(recipe))
