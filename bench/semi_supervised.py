@@ -58,20 +58,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pipeline.cli import setup_logging
 from pipeline.config import load_config
 from pipeline.data.synthetic.dataset import generate_dataset
-from pipeline.data.topdown import EvalDataset
-from pipeline.evaluation.label_accuracy import accuracy_against_truth, format_accuracy_table
-from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results
+from pipeline.evaluation.label_accuracy import format_accuracy_table
+from pipeline.evaluation.label_quality import pseudo_label_quality
 from pipeline.evaluation.paired_bootstrap import paired_bootstrap
-from pipeline.geometry.heatmaps import heatmap_to_image
-from pipeline.method.pcm import correct_pseudo_labels, pcm_statistics
 from pipeline.method.schedule import LocalExecutor
-from pipeline.models import build_model
 from pipeline.run_setup import RunData, build_local, load_run_data, pcm_config
 from pipeline.store.atomic_files import write_json_atomic
 from pipeline.store.checkpoints import list_checkpoints
@@ -289,67 +284,6 @@ def train_burn_in(args: argparse.Namespace, data: dict[str, Path], name: str) ->
     return json.loads(done.read_text())["eval/student/AP"]
 
 
-def pseudo_label_quality(trainer: Trainer, data: RunData, pool_ann: Path) -> dict:
-    """OKS AP of A_t, B_t and the PCM label on the pool, against the synthetic ground truth.
-
-    The current teachers are the final ones; the previous-epoch teachers come from the
-    second-to-last checkpoint. All predictions are made on the un-augmented view of each pool
-    person, exactly as PCM sees an easy view. Also scores every labelled joint (OKS similarity,
-    ``pipeline.evaluation.label_accuracy``), grouped by PCM's position inconsistency (``by_pi``) and by
-    joint type (``by_joint``), with the share of left/right swaps.
-    """
-    cfg, codec = trainer.cfg, trainer.codec
-    ckpts = list_checkpoints(trainer.run_dir)  # one per epoch end (plus the initial state)
-    if len(ckpts) < 2:
-        return {}
-    models = {}
-    for tag, ckpt in (("t", ckpts[-1]), ("prev", ckpts[-2])):
-        for role in ("teacher_a", "teacher_b"):
-            state = torch.load(ckpt / f"{role}.pt", weights_only=False)
-            m = build_model(state["spec"]["model_name"], state["spec"]["num_joints"])
-            m.load_state_dict(state["model"])
-            models[f"{role}_{tag}"] = m.eval()
-    ds = EvalDataset(data.unlabeled, codec, data.skeleton)
-    loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=False)
-    pcm_cfg = pcm_config(cfg)
-    preds: dict[str, list] = {"A_t": [], "B_t": [], "PCM": [], "mean_AB": []}
-    ids, stats, pis, rows = [], [], [], []
-    with torch.no_grad():
-        for batch in loader:
-            x = batch["images"]
-            hm = {k: m(x) for k, m in models.items()}
-            out = correct_pseudo_labels(
-                hm["teacher_a_t"], hm["teacher_b_t"], hm["teacher_a_prev"], hm["teacher_b_prev"], pcm_cfg
-            )
-            stats.append(pcm_statistics(out))
-            maps = {
-                "A_t": hm["teacher_a_t"],
-                "B_t": hm["teacher_b_t"],
-                "PCM": out.heatmaps,
-                "mean_AB": (hm["teacher_a_t"] + hm["teacher_b_t"]) / 2,
-            }
-            for name, h in maps.items():
-                kpts_hm, scores = codec.decode(h.numpy())
-                xy = heatmap_to_image(kpts_hm, batch["matrix"].numpy(), codec.input_size, codec.heatmap_size)
-                preds[name].append(np.concatenate([xy, scores[..., None]], axis=-1))
-            ids.append(batch["image_id"].numpy())
-            pis.append(out.pi.numpy())
-            rows.append(batch["index"].numpy())
-    image_ids = np.concatenate(ids)
-    quality: dict = {}
-    for name, chunks in preds.items():
-        res = make_keypoint_results(image_ids, np.concatenate(chunks), None)
-        quality[name] = coco_keypoint_eval(pool_ann, res, sigmas=data.skeleton.sigmas_array)["AP"]
-    quality["pcm_stats"] = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
-    boxes = np.stack([data.unlabeled[i].bbox_xywh for i in np.concatenate(rows)])
-    labels = {name: np.concatenate(preds[name]) for name in ("A_t", "B_t", "PCM")}
-    pool_coco = json.loads(pool_ann.read_text())
-    quality["by_pi"], quality["by_joint"] = accuracy_against_truth(
-        labels, np.concatenate(pis), image_ids, boxes, pool_coco, data.skeleton
-    )
-    return quality
-
-
 # Benchmark variants: (method, extra overrides). ``oracle`` is the supervised network trained on
 # every label of the pool (the ceiling the unlabeled pool could reach); ``sspcm_cache`` is SSPCM
 # with the previous-epoch teachers read from the pseudo-label store instead of frozen copies.
@@ -402,7 +336,14 @@ def run_method(args, data_dirs, variant: str, burn_in_runs: dict[str, Path]) -> 
         pool_only = RunData(
             data.skeleton, data.labeled, [p for p in data.unlabeled if p.image_id >= 100_000], data.val
         )
-        run["quality"] = pseudo_label_quality(trainer, pool_only, data_dirs["pool"] / "annotations.json")
+        run["quality"] = pseudo_label_quality(
+            list_checkpoints(trainer.run_dir),
+            pool_only.unlabeled,
+            data.skeleton,
+            trainer.codec,
+            pcm_config(cfg),
+            data_dirs["pool"] / "annotations.json",
+        )
     run["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return run
 
