@@ -6,7 +6,7 @@ methods directly; the Ray executor (``actors/``) calls ``.remote`` / ``ray.put``
 Calls that do not depend on each other are submitted before any is gathered, so on a cluster
 A, B and C work at the same time.
 
-The SSPCM step per batch (DESIGN.md §1):
+The SSPCM step per batch (``docs/architecture.md`` follows it through the Ray actors):
   1. Teach: A and B predict the easy view (and, in ``snapshot`` mode, their previous-epoch copies).
   2. Correct: PCM picks the most position-consistent teacher pair per joint.
   3. Hard views: SSCO then the hard affine, one per network, targets mapped by the view matrices.

@@ -1,4 +1,4 @@
-"""One pose network with its optimizer and LR schedule: the Network protocol of DESIGN.md §3.
+"""One pose network with its optimizer and LR schedule: what a network actor hosts.
 
 The same class is used in-process (tests, laptop) and hosted by a Ray actor (cluster).
 Everything it exchanges with the outside is numpy arrays or CPU tensors, so it can move
