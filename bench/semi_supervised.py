@@ -62,13 +62,12 @@ import torch
 
 from pipeline.cli import setup_logging
 from pipeline.config import load_config
-from pipeline.data.synthetic.dataset import generate_dataset
-from pipeline.evaluation.label_accuracy import format_accuracy_table
+from pipeline.data.synthetic.benchmark_sets import make_benchmark_sets, pool_persons
 from pipeline.evaluation.label_quality import pseudo_label_quality
 from pipeline.evaluation.paired_bootstrap import paired_bootstrap
 from pipeline.method.schedule import LocalExecutor
+from pipeline.reporting.benchmark_report import benchmark_report
 from pipeline.run_setup import RunData, build_local, load_run_data, pcm_config
-from pipeline.store.atomic_files import write_json_atomic
 from pipeline.store.checkpoints import list_checkpoints
 from pipeline.trainer import Trainer
 
@@ -90,69 +89,11 @@ DEFAULTS = {
 COST_PER_STEP = {"supervised": 1.0, "oracle": 1.0, "dual": 8.0, "sspcm": 12.0, "sspcm_cache": 11.0}
 
 
-def make_data(
-    root: Path,
-    seed: int,
-    labeled_images: int,
-    pool_images: int,
-    val_images: int,
-    difficulty: float = 1.0,
-    max_people: int = 3,
-) -> dict[str, Path]:
-    """Generate (or reuse) the three synthetic sets of one benchmark seed (1..``max_people``
-    persons per image); image ids are disjoint."""
-    sets = {"labeled": (labeled_images, 1), "pool": (pool_images, 100_000), "val": (val_images, 1_000_000)}
-    for name, (n, start) in sets.items():
-        ann = root / name / "annotations.json"
-        if ann.is_file() and len(json.loads(ann.read_text())["images"]) == n:
-            continue
-        log.info("generating %s: %d images (seed %d)", name, n, seed)
-        generate_dataset(
-            root / name,
-            seed=seed * 7919 + 11,
-            num_images=n,
-            start_id=start,
-            workers=2,
-            difficulty=difficulty,
-            max_people=max_people,
-        )
-    dirs = {name: root / name for name in sets}
-    dirs["all"] = write_all_labels(root, dirs["labeled"], dirs["pool"])
-    return dirs
-
-
 def data_tag(args: argparse.Namespace) -> str:
     """The data folder of a seed: ``seed<N>_d<difficulty>[_mp<max people>]`` (``_mp3``, the
     generator's own default, is left out)."""
     tag = f"seed{args.seed}_d{args.difficulty:g}"
     return tag + (f"_mp{args.max_people}" if args.max_people != 3 else "")
-
-
-def write_all_labels(root: Path, labeled: Path, pool: Path) -> Path:
-    """``root/all_labels.json``: every label of the labeled set and of the pool in one COCO file
-    whose ``file_name``s are relative to ``root`` (the oracle's training set). Returns ``root``."""
-    out = root / "all_labels.json"
-    sources = [(labeled, json.loads((labeled / "annotations.json").read_text()))]
-    sources.append((pool, json.loads((pool / "annotations.json").read_text())))
-    images, annotations = [], []
-    for folder, coco in sources:
-        prefix = f"{folder.name}/images/"
-        images += [{**im, "file_name": prefix + im["file_name"]} for im in coco["images"]]
-        annotations += coco["annotations"]
-    merged = {"images": images, "annotations": annotations, "categories": sources[0][1]["categories"]}
-    if not out.is_file() or json.loads(out.read_text()) != merged:
-        write_json_atomic(out, merged)
-    return root
-
-
-def pool_persons(data: dict[str, Path]) -> int:
-    """Persons of the unlabeled pool as training reads it: the pool's and the labeled images'
-    annotated persons with at least one labelled keypoint (crowd regions excluded)."""
-    n = 0
-    for name in ("pool", "labeled"):
-        coco = json.loads((data[name] / "annotations.json").read_text())
-        n += sum(1 for a in coco["annotations"] if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0)
-    return n
 
 
 def steps_per_epoch(args: argparse.Namespace, data: dict[str, Path]) -> int:
@@ -388,57 +329,6 @@ def margins(args: argparse.Namespace, data_dirs: dict[str, Path], table: dict) -
     return out
 
 
-def print_table(args: argparse.Namespace, table: dict) -> None:
-    """The human-readable report of one benchmark run."""
-    run = table["run"]
-    print(
-        f"\nSynthetic benchmark, seed {args.seed}"
-        + (f" (repeat {args.repeat}, training seed {training_seed(args)})" if args.repeat else "")
-        + f": {args.labeled} labeled persons, pool {run['pool_persons']} persons, {args.epochs} epochs "
-        f"of {run['steps_per_epoch']} steps (one pass over the pool) = {run['steps']} steps per method"
-    )
-    print(
-        f"{'method':<12}{'network':<11}{'AP':>7}{'AP50':>7}{'AP75':>7}{'A+B AP':>8}{'AP@drop':>9}"
-        f"{'wall s':>8}{'s/step':>8}{'peak MB':>9}"
-    )
-    if "burn_in" in table:
-        b = table["burn_in"]
-        aps = ", ".join(f"{k[3:]} {v:.3f}" for k, v in b.items() if k.startswith("AP_"))
-        print(
-            f"start: burn-in networks of {args.burn_in_steps} supervised steps, AP {aps} "
-            f"(every reported network starts from a), {b['wall_s']:.0f} s (0 when cached)"
-        )
-    for method, row in table.items():
-        if method not in VARIANTS:
-            continue
-        ens, drop = (row.get(k) for k in ("ensemble_AP", "AP_at_lr_drop"))
-        ens, drop = (f"{x:.3f}" if x is not None else "-" for x in (ens, drop))
-        print(
-            f"{method:<12}{row['network']:<11}{row['AP']:>7.3f}{row['AP50']:>7.3f}{row['AP75']:>7.3f}"
-            f"{ens:>8}{drop:>9}"
-            f"{row['wall_s']:>8.0f}{row['step_s']:>8.2f}{row['peak_rss_mb']:>9.0f}"
-        )
-    if "pseudo_labels" in table:
-        q = table["pseudo_labels"]
-        print(
-            f"pseudo labels on the pool (OKS AP vs truth): A_t {q['A_t']:.3f}  B_t {q['B_t']:.3f}  "
-            f"mean(A_t,B_t) {q['mean_AB']:.3f}  PCM {q['PCM']:.3f}"
-        )
-        print("PCM statistics: " + ", ".join(f"{k} {v:.3f}" for k, v in q["pcm_stats"].items()))
-        print(
-            "pseudo labels vs truth, joint by joint (ks: OKS similarity; ok: ks >= 0.5; "
-            "swap: wrong, but right as the mirror joint), by PCM's position inconsistency:"
-        )
-        print(format_accuracy_table(q["by_pi"], ("A_t", "B_t", "PCM")))
-    for pair, m in table.get("margins", {}).items():
-        rel = f" ({100 * m['relative']:+.1f} %)" if m.get("relative") is not None else ""
-        print(
-            f"margin {pair}: {m['diff']:+.4f} AP{rel}, 95 % interval [{m['ci95'][0]:+.4f}, "
-            f"{m['ci95'][1]:+.4f}], above in {100 * m['p_a_above_b']:.0f} % of {m['draws']} resamples "
-            "of the val images"
-        )
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -520,7 +410,7 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"unknown method {variant!r}; choose from {', '.join(VARIANTS)}")
     setup_logging(args.log_level)
     torch.set_num_threads(args.threads)
-    data_dirs = make_data(
+    data_dirs = make_benchmark_sets(
         Path(args.data_dir) / data_tag(args),
         args.seed,
         args.labeled_images,
@@ -573,7 +463,18 @@ def main(argv: list[str] | None = None) -> dict:
             table["pseudo_labels"] = run["quality"]
     if args.bootstrap_draws > 0:
         table["margins"] = margins(args, data_dirs, table)
-    print_table(args, table)
+    print(
+        benchmark_report(
+            table,
+            seed=args.seed,
+            repeat=args.repeat,
+            train_seed=training_seed(args),
+            labeled=args.labeled,
+            epochs=args.epochs,
+            burn_in_steps=args.burn_in_steps,
+            variants=VARIANTS,
+        )
+    )
     if args.json:
         print(json.dumps(table))
     return table
