@@ -67,7 +67,7 @@ def test_ray_job_submit_trains_with_actors(ray_head, synthetic_data, tmp_path):
     out = tmp_path / "job_run"
     overrides = [f"--{o}" for o in tiny_overrides(synthetic_data, out, "sspcm")]
     runtime_env = {
-        "excludes": [".venv", "data", "runs", ".git", "__pycache__"],
+        "excludes": ["/.venv", "/data", "/runs", "/.git", "__pycache__"],  # anchored: not pipeline/data
         "env_vars": {"RAY_AUTH_MODE": "disabled"},
     }
     cmd = [
