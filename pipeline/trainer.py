@@ -68,6 +68,7 @@ class Trainer:
 
     Args:
         cfg: resolved config.
+        data: the run's labeled, unlabeled and validation persons (:func:`pipeline.run_setup.load_run_data`).
         nets: role -> handle of a :class:`Network` (the object itself, or a Ray actor handle).
         pseudo: handle of a :class:`PseudoLabeler` (unused by the supervised method).
         executor: how calls are made (``LocalExecutor`` or ``actors.executor.RayExecutor``).
