@@ -87,3 +87,23 @@ def test_negative_repeat_is_refused(tmp_path, capsys):
         main(["--repeat", "-1", "--quick", "--out-dir", str(tmp_path)])
     assert "--repeat must be >= 0" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # refused before any data or run was written
+
+
+def test_a_burn_in_made_another_way_is_trained_again(tmp_path):
+    """The burn-in cache is keyed by its recipe: other labeled count or LR -> another folder;
+    other ``--set`` overrides in the same folder -> trained again; the same recipe -> reused."""
+    base = ["--quick", "--methods", "supervised", "--no-pseudo-label-quality", "--out-dir", str(tmp_path)]
+    main(base)
+    (folder,) = (tmp_path / "quick_data").glob("seed0_*/burn_in_*")
+    assert folder.name == "burn_in_4_bs4_l20_lr0.002"
+    recipe = json.loads((folder / "a" / "burn_in.json").read_text())
+    assert recipe["labeled"] == 20 and recipe["set"] == []
+    first = (folder / "a" / "eval.json").stat().st_mtime_ns
+
+    main([*base, "--set", "train.log_every=7"])
+    assert json.loads((folder / "a" / "burn_in.json").read_text())["set"] == ["train.log_every=7"]
+    second = (folder / "a" / "eval.json").stat().st_mtime_ns
+    assert second != first  # retrained
+
+    main([*base, "--set", "train.log_every=7"])
+    assert (folder / "a" / "eval.json").stat().st_mtime_ns == second  # reused
