@@ -70,7 +70,7 @@ from pipeline.evaluation.paired_bootstrap import paired_bootstrap
 from pipeline.method.schedule import LocalExecutor
 from pipeline.reporting.benchmark_report import benchmark_report
 from pipeline.run_setup import RunData, build_local, load_run_data, pcm_config
-from pipeline.store.atomic_files import write_json_atomic
+from pipeline.store.atomic_files import holds_json, write_json_atomic
 from pipeline.store.checkpoints import list_checkpoints
 from pipeline.trainer import Trainer
 
@@ -210,9 +210,7 @@ def train_burn_in(args: argparse.Namespace, data: dict[str, Path], name: str) ->
     # everything the cached network depends on besides the data; another recipe trains it again
     recipe = {"name": name, "seed": args.seed, "labeled": args.labeled, "steps": args.burn_in_steps}
     recipe.update(batch_size=args.batch_size, lr=args.burn_in_lr, set=list(args.set))
-    made = json.loads(marker.read_text()) if marker.is_file() else None
-    cached = done.is_file() and final.is_dir() and made == recipe
-    if not cached:
+    if not (done.is_file() and final.is_dir() and holds_json(marker, recipe)):
         if out.exists():
             log.info("burn-in %s in %s was made another way: training it again", name, out)
             shutil.rmtree(out)

@@ -55,3 +55,9 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` as compact JSON (no spaces) to ``path`` through :func:`atomic_write`."""
     with atomic_write(path, "w") as f:
         json.dump(obj, f, separators=(",", ":"))
+
+
+def holds_json(path: Path, obj: Any) -> bool:
+    """True where ``path`` exists and holds JSON equal to ``obj`` (e.g. the recipe a cached
+    artefact was made with, written by :func:`write_json_atomic`)."""
+    return path.is_file() and json.loads(path.read_text()) == obj

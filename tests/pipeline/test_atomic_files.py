@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.store.atomic_files import atomic_write
+from pipeline.store.atomic_files import atomic_write, holds_json, write_json_atomic
 
 
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
@@ -16,3 +16,11 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     with atomic_write(target) as f:
         f.write(b"new")
     assert target.read_bytes() == b"new"
+
+
+def test_holds_json_compares_a_recorded_recipe(tmp_path):
+    marker = tmp_path / "recipe.json"
+    assert not holds_json(marker, {"seed": 1})  # absent
+    write_json_atomic(marker, {"seed": 1, "set": ["a=1"]})
+    assert holds_json(marker, {"seed": 1, "set": ["a=1"]})
+    assert not holds_json(marker, {"seed": 2, "set": ["a=1"]})

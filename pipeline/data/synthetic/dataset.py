@@ -8,7 +8,6 @@ with the same seed.
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from pipeline.data.skeletons import COCO17
 from pipeline.data.synthetic.render import SyntheticPerson
 from pipeline.data.synthetic.scene import DEFAULT_IMAGE_SIZE, render_image
-from pipeline.store.atomic_files import write_json_atomic
+from pipeline.store.atomic_files import holds_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +150,8 @@ def ensure_synthetic(
             "max_people": max_people,
         }
         marker = root / name / "generated.json"
-        if (root / name / "annotations.json").is_file() and marker.is_file():
-            if json.loads(marker.read_text()) == recipe:
-                continue
+        if (root / name / "annotations.json").is_file() and holds_json(marker, recipe):
+            continue
         log.info(
             "generating synthetic %s set: %d images, difficulty %g, up to %d persons each -> %s",
             name, n, difficulty, max_people, root / name,
@@ -167,4 +165,4 @@ def ensure_synthetic(
             max_people=max_people,
             workers=2,
         )
-        marker.write_text(json.dumps(recipe))
+        write_json_atomic(marker, recipe)
