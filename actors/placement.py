@@ -32,13 +32,17 @@ class ActorResources:
         return "cuda" if self.num_gpus > 0 else "cpu"
 
 
-def derive_resources(cfg: ResourcesConfig, num_nets: int, cluster: dict[str, float]) -> ActorResources:
+def derive_resources(
+    cfg: ResourcesConfig, num_nets: int, cluster: dict[str, float], lanes: int = 1
+) -> ActorResources:
     """Resources of each network actor (the pseudo-label actor gets the same CPUs, no GPU).
 
     Args:
         cfg: the ``resources`` section.
         num_nets: networks of the method (1, 2 or 3).
         cluster: ``ray.cluster_resources()``.
+        lanes: data-parallel lanes (``resources.data_parallel``): every lane has ``num_nets``
+            network ranks and a pseudo-label worker.
 
     On CPU the cluster's CPUs are shared by the networks, the pseudo labeler and one share for
     the data pipeline, so that everything fits on a 2-core laptop (three ``num_cpus=1`` actors
@@ -54,15 +58,16 @@ def derive_resources(cfg: ResourcesConfig, num_nets: int, cluster: dict[str, flo
     if gpus > 0:
         if cfg.nets_per_gpu < 1:
             raise ValueError("resources.nets_per_gpu must be >= 1")
-        needed = math.ceil(num_nets / cfg.nets_per_gpu)
+        needed = math.ceil(lanes * num_nets / cfg.nets_per_gpu)
         if needed > gpus:
             raise ValueError(
-                f"{num_nets} networks at nets_per_gpu={cfg.nets_per_gpu} need {needed} GPU(s); "
-                f"{gpus:g} available (raise resources.nets_per_gpu to share a GPU)"
+                f"{lanes} x {num_nets} networks at nets_per_gpu={cfg.nets_per_gpu} need {needed} GPU(s); "
+                f"{gpus:g} available (raise resources.nets_per_gpu to share a GPU, or lower "
+                "resources.data_parallel)"
             )
-        per_cpu = cfg.cpus_per_actor or max(0.25, min(4.0, (cpus - 1) / (num_nets + 1)))
+        per_cpu = cfg.cpus_per_actor or max(0.25, min(4.0, (cpus - 1) / (lanes * (num_nets + 1))))
         return ActorResources(1.0 / cfg.nets_per_gpu, per_cpu, max(1, int(per_cpu)))
-    per_cpu = cfg.cpus_per_actor or cpus / (num_nets + 2)
+    per_cpu = cfg.cpus_per_actor or cpus / (lanes * (num_nets + 1) + 1)
     return ActorResources(0.0, per_cpu, max(1, int(per_cpu)))
 
 
@@ -81,6 +86,29 @@ def create_placement_group(res: ActorResources, num_nets: int, timeout_s: float 
             f"(cluster: {ray.cluster_resources()}); lower resources.cpus_per_actor or add nodes"
         )
     log.info("placement group ready: %s", bundles)
+    return pg
+
+
+def create_lane_placement_group(
+    res: ActorResources, num_nets: int, lanes: int, strategy: str = "PACK", timeout_s: float = 120.0
+) -> PlacementGroup:
+    """One bundle per lane (its ``num_nets`` network ranks and its pseudo-label worker, so a
+    lane is always on one node); ``strategy`` places the lanes (PACK, SPREAD, STRICT_PACK,
+    STRICT_SPREAD). Clear error if the cluster cannot place them."""
+    bundle = {"CPU": res.num_cpus * (num_nets + 1)}
+    if res.num_gpus:
+        bundle["GPU"] = res.num_gpus * num_nets
+    bundles = [dict(bundle) for _ in range(lanes)]
+    pg = placement_group(bundles, strategy=strategy)
+    ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
+    if not ready:
+        ray.util.remove_placement_group(pg)
+        raise RuntimeError(
+            f"the Ray cluster cannot place {lanes} lane(s) of {bundle} ({strategy}) within "
+            f"{timeout_s:.0f} s (cluster: {ray.cluster_resources()}); lower resources.data_parallel "
+            "or resources.cpus_per_actor, or add nodes"
+        )
+    log.info("lane placement group ready: %d x %s (%s)", lanes, bundle, strategy)
     return pg
 
 

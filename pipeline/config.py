@@ -183,6 +183,24 @@ class ResourcesConfig:
     cpus_per_actor: float | None = None
     # How often Ray restarts a dead network actor before the run gives up.
     max_actor_restarts: int = 3
+    # Data parallelism: each network role is a group of N Ray actors (ranks) in one
+    # torch.distributed process group, its model in DistributedDataParallel; the batch
+    # (optim.batch_size, optim.unlabeled_batch_size: global sizes) is split over the ranks.
+    # Rank r of every role and a pseudo-label worker form lane r, placed together (one
+    # placement-group bundle per lane). Supervised runs on Ray use Ray Train with N workers.
+    data_parallel: int = 1
+    # SyncBatchNorm over a role's ranks (None = on when data_parallel > 1).
+    sync_batchnorm: bool | None = None
+    # Placement of the lanes: PACK (fill a node first, spill over), SPREAD (ranks on different
+    # nodes where possible), STRICT_PACK (one node), STRICT_SPREAD (a node per lane).
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    # Upper bound of any collective (gradient all-reduce, SyncBatchNorm): a rank whose peer
+    # died fails after this long instead of waiting forever.
+    collective_timeout_s: float = 300.0
+
+    @property
+    def sync_bn(self) -> bool:
+        return self.data_parallel > 1 if self.sync_batchnorm is None else bool(self.sync_batchnorm)
 
 
 @dataclass(frozen=True)
@@ -212,6 +230,19 @@ class Config:
                 raise ConfigError(
                     "data.unlabeled_parquet needs data.loader=ray_data and resources.runtime=ray"
                 )
+        n = self.resources.data_parallel
+        if n < 1:
+            raise ConfigError(f"resources.data_parallel must be >= 1, got {n}")
+        if n > 1:
+            if self.resources.runtime != "ray":
+                raise ConfigError("resources.data_parallel > 1 needs resources.runtime=ray")
+            for name in ("batch_size", "unlabeled_batch_size"):
+                size = getattr(self.optim, name)
+                if size % n:
+                    raise ConfigError(
+                        f"optim.{name}={size} (the global batch) is not divisible by "
+                        f"resources.data_parallel={n}"
+                    )
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

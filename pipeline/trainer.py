@@ -42,6 +42,18 @@ def epoch_batches(
     return [order[i * batch_size : (i + 1) * batch_size].tolist() for i in range(num_batches)]
 
 
+def shard_of(order: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """Rank ``rank``'s part of every step's batch: its contiguous slice (the global batch of
+    ``B`` persons gives each of ``world_size`` ranks ``B / world_size``)."""
+    if world_size == 1:
+        return order
+    out = []
+    for batch in order:
+        size = len(batch) // world_size
+        out.append(batch[rank * size : (rank + 1) * size])
+    return out
+
+
 class RunLogger:
     """Metrics to ``metrics.jsonl`` and TensorBoard event files in the run directory."""
 
@@ -75,6 +87,11 @@ class Trainer:
         batches: ``(kind, dataset, order) -> iterator of collated batches`` for ``kind`` in
             {"labeled", "unlabeled"}; default: a torch DataLoader in this process. The Ray
             runtime passes a Ray Data stream that yields the same batches.
+        rank, world_size: this process's place when the Trainer itself runs once per rank (Ray
+            Train's workers): each rank trains on its shard of every batch, and only rank 0
+            writes (config, metrics, checkpoints) and evaluates.
+        report: ``(metrics, checkpoint or None)``, called on every rank at each epoch end and
+            after the final evaluation (with the final checkpoint; Ray Train's ``report``).
 
     The schedule position is (epoch, step in epoch); every sample's randomness is keyed by
     (seed, epoch, index) and SSCO's by the global step, so a checkpoint needs no RNG state: a
@@ -89,6 +106,9 @@ class Trainer:
         pseudo: Any,
         executor: Executor,
         batches: Callable[[str, Any, list[list[int]]], Iterator[dict]] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        report: Callable[[dict, str | None], None] | None = None,
     ):
         m = cfg.method
         if m.name == "sspcm" and m.previous_teachers == "cache" and not m.store_pseudo_labels:
@@ -98,6 +118,8 @@ class Trainer:
             )
         self.cfg, self.data, self.nets, self.pseudo, self.ex = cfg, data, nets, pseudo, executor
         self.batches = batches or self._local_batches
+        self.rank, self.world_size, self.report = rank, world_size, report
+        self.is_chief = rank == 0
         self.codec = make_codec(cfg)
         self.run_dir = Path(cfg.train.out_dir)
         self.step_fn = STEP_FUNCTIONS[cfg.method.name]
@@ -143,8 +165,11 @@ class Trainer:
         self.step_in_epoch = state.get("step_in_epoch", 0)
         log.info("restored %s (epoch %d, step %d)", ckpt, self.epoch, self.global_step)
 
-    def save(self) -> str:
-        """Checkpoint every network and the schedule position; returns the checkpoint's location."""
+    def save(self) -> str | None:
+        """Checkpoint every network and the schedule position; returns the checkpoint's location
+        (None on ranks other than 0, which write nothing)."""
+        if not self.is_chief:
+            return None
         roles = list(self.nets)
         states = self.ex.gather([self.ex.submit(self.nets[r], "state_dict") for r in roles])
         meta = {"codec": self.cfg.codec.__dict__, "skeleton": self.data.skeleton.name}
@@ -166,9 +191,10 @@ class Trainer:
 
     def train(self) -> dict[str, float]:
         cfg, o = self.cfg, self.cfg.optim
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.run_dir / "config.yaml")
-        logger = RunLogger(self.run_dir)
+        if self.is_chief:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+        logger = RunLogger(self.run_dir) if self.is_chief else None
         skel = self.data.skeleton
         lab_ds = LabeledDataset(self.data.labeled, self.codec, skel, augment=cfg.augment, seed=cfg.train.seed)
         unl_ds = (
@@ -185,6 +211,7 @@ class Trainer:
             unit="step",
             file=sys.stderr,
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            disable=not self.is_chief,
         )
         try:
             while self.epoch < o.epochs:
@@ -196,9 +223,13 @@ class Trainer:
                 self._end_epoch(logger)
         finally:
             bar.close()
-        results = self.evaluate(write=True)
-        logger.log(self.global_step, {"epoch": self.epoch, **results})
-        logger.close()
+        results = self.evaluate(write=True) if self.is_chief else {}
+        if logger is not None:
+            logger.log(self.global_step, {"epoch": self.epoch, **results})
+            logger.close()
+        if self.report is not None:  # with the final checkpoint again: Ray Train keeps metrics with one
+            final = checkpoint_store(cfg).latest() if self.is_chief else None
+            self.report({"epoch": self.epoch, "global_step": self.global_step, **results}, final)
         return results
 
     def _recover(self, error: Exception, bar) -> None:
@@ -222,25 +253,28 @@ class Trainer:
         self.epoch += 1
         self.step_in_epoch = 0
         every = cfg.train.checkpoint_every_epochs
+        saved = None
         if (every and self.epoch % every == 0) or self.epoch == cfg.optim.epochs:
-            self.save()  # the final state is always saved
+            saved = self.save()  # the final state is always saved
         every = cfg.train.eval_every_epochs
-        if every and self.epoch % every == 0 and self.epoch < cfg.optim.epochs:
+        if every and self.epoch % every == 0 and self.epoch < cfg.optim.epochs and self.is_chief:
             logger.log(self.global_step, {"epoch": self.epoch, **self.evaluate()})
+        if self.report is not None:
+            self.report({"epoch": self.epoch, "global_step": self.global_step}, saved)
 
     def _train_epoch(self, lab_ds, unl_ds, logger: RunLogger, bar) -> None:
         cfg, o = self.cfg, self.cfg.optim
         start = self.step_in_epoch  # > 0 after resuming from a mid-epoch checkpoint
         lab_ds.set_epoch(self.epoch)
         order = epoch_batches(len(lab_ds), o.batch_size, self.steps_per_epoch, cfg.train.seed, self.epoch, 0)
-        lab_iter = self.batches("labeled", lab_ds, order[start:])
+        lab_iter = self.batches("labeled", lab_ds, shard_of(order[start:], self.rank, self.world_size))
         unl_iter = None
         if unl_ds is not None:
             unl_ds.set_epoch(self.epoch)
             order = epoch_batches(
                 len(unl_ds), o.unlabeled_batch_size, self.steps_per_epoch, cfg.train.seed, self.epoch, 1
             )
-            unl_iter = self.batches("unlabeled", unl_ds, order[start:])
+            unl_iter = self.batches("unlabeled", unl_ds, shard_of(order[start:], self.rank, self.world_size))
         t0, n_img = time.perf_counter(), 0
         for i in range(start, self.steps_per_epoch):
             labeled = next(lab_iter)
@@ -258,9 +292,10 @@ class Trainer:
             )
             self.global_step += 1
             self.step_in_epoch = i + 1
-            n_img += len(labeled["images"]) + (len(unlabeled["images"]) if unlabeled is not None else 0)
+            n_img += o.batch_size + (o.unlabeled_batch_size if unlabeled is not None else 0)
             bar.update(1)
-            if self.global_step % cfg.train.log_every == 0 or i == self.steps_per_epoch - 1:
+            last = i == self.steps_per_epoch - 1
+            if logger is not None and (self.global_step % cfg.train.log_every == 0 or last):
                 dt = time.perf_counter() - t0
                 values = {"epoch": self.epoch, "images_per_s": n_img / max(dt, 1e-9), **metrics}
                 logger.log(self.global_step, values)

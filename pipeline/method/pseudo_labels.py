@@ -47,6 +47,10 @@ class PseudoLabelConfig:
     dual_score_mask: bool = False
     # Patch centres of SSCO / Joint Cutout from every joint (reference) or only kept ones.
     occlusion_joints: str = "all"
+    # Lane of a data-parallel run (None = the only one): the store writer id, and part of the
+    # seed of SSCO's draws (each lane cut-occludes within its shard of the batch, as each GPU of
+    # the reference does within its own batch).
+    lane: int | None = None
 
 
 def peak_keypoints_in(
@@ -155,11 +159,12 @@ class PseudoLabeler:
             matrix=np.asarray(torch.as_tensor(unlabeled["matrix"]).double()),
             flipped=np.asarray(torch.as_tensor(unlabeled["flipped"]).bool()),
         )
-        self.store.write_batch(epoch, step, rows)
+        self.store.write_batch(epoch, step, rows, writer=self.cfg.lane)
 
     def _generator(self, step: int, role: str) -> torch.Generator:
         g = torch.Generator()
-        g.manual_seed(int(self.cfg.seed) * 1_000_003 + int(step) * 7 + ROLE_INDEX[role])
+        lane = self.cfg.lane or 0
+        g.manual_seed(int(self.cfg.seed) * 1_000_003 + int(step) * 7 + ROLE_INDEX[role] + 104_729 * lane)
         return g
 
     def hard_view(

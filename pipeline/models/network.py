@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from pipeline.models import build_model
+from pipeline.models.data_parallel import PairForward, convert_sync_batchnorm, init_process_group, wrap_ddp
 from pipeline.models.losses import joints_mse_loss
 from pipeline.store.checkpoints import load_network_file, resolve_network_checkpoint
 
@@ -104,13 +105,61 @@ class Network:
         if spec.init_weights:
             load_pose_weights(self.model, spec)
         self.model = self.model.to(self.device)
+        self._build_optimizer()
+        self.previous: torch.nn.Module | None = None
+        # The training forward: PairForward(model), or its DistributedDataParallel wrapper.
+        self.train_forward = PairForward(self.model)
+        self.rank, self.world_size = 0, 1
+        self.epoch = 0
+        self.step = 0
+
+    def _build_optimizer(self) -> None:
+        spec = self.spec
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(spec.lr_steps), gamma=spec.lr_factor
         )
-        self.previous: torch.nn.Module | None = None
-        self.epoch = 0
-        self.step = 0
+
+    # ---- data parallelism ------------------------------------------------------------
+    def join_group(
+        self,
+        init_method: str,
+        rank: int,
+        world_size: int,
+        *,
+        backend: str | None = None,
+        timeout_s: float = 300.0,
+        sync_batchnorm: bool = True,
+    ) -> int:
+        """Become rank ``rank`` of a data-parallel group of ``world_size`` replicas of this role.
+
+        Joins the torch.distributed group at ``init_method`` (gloo on CPU, NCCL on CUDA unless
+        ``backend`` says otherwise), then :meth:`use_process_group`. Returns the rank.
+        """
+        backend = backend or ("nccl" if self.device.type == "cuda" else "gloo")
+        init_process_group(init_method, rank, world_size, backend, timeout_s)
+        self.use_process_group(sync_batchnorm)
+        return self.rank
+
+    def use_process_group(self, sync_batchnorm: bool = True) -> None:
+        """Train data-parallel in the process group this process already belongs to (joined by
+        :meth:`join_group`, or set up by Ray Train): BatchNorm synchronised over the ranks when
+        ``sync_batchnorm``, the model wrapped in DistributedDataParallel (which also broadcasts
+        rank 0's weights). Optimizer and LR schedule are rebuilt around the converted modules
+        with their state kept; a previous-epoch copy is converted too."""
+        import torch.distributed as dist
+
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        if sync_batchnorm:
+            opt_state, sched_state = self.optimizer.state_dict(), self.scheduler.state_dict()
+            self.model = convert_sync_batchnorm(self.model, self.device)
+            self._build_optimizer()
+            self.optimizer.load_state_dict(opt_state)
+            self.scheduler.load_state_dict(sched_state)
+            if self.previous is not None:
+                self.previous = convert_sync_batchnorm(self.previous, self.device)
+        self.train_forward = wrap_ddp(self.model, self.device)
+        log.info("%s: rank %d of %d (sync BN %s)", self.spec.role, self.rank, self.world_size, sync_batchnorm)
 
     # ---- inference -------------------------------------------------------------------
     @torch.no_grad()
@@ -157,11 +206,11 @@ class Network:
         x_lab = _to_tensor(labeled["images"], self.device)
         n_lab = x_lab.shape[0]
         if hard is None:
-            out_lab, out_hard = self.model(x_lab), None
+            out_lab, out_hard = self.train_forward(x_lab)
         elif self.spec.separate_forwards:
-            out_lab, out_hard = self.model(x_lab), self.model(_to_tensor(hard["images"], self.device))
+            out_lab, out_hard = self.train_forward(x_lab, _to_tensor(hard["images"], self.device))
         else:
-            out = self.model(torch.cat([x_lab, _to_tensor(hard["images"], self.device)], dim=0))
+            out, _ = self.train_forward(torch.cat([x_lab, _to_tensor(hard["images"], self.device)], dim=0))
             out_lab, out_hard = out[:n_lab], out[n_lab:]
         sup = joints_mse_loss(
             out_lab,

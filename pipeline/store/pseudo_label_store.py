@@ -4,6 +4,8 @@ Layout::
 
     ROOT/_store.json                       schema version, joints, heatmap size (for humans and open())
     ROOT/epoch_0003/part-00000123.parquet  one file per (epoch, key); key = global step or batch number
+    ROOT/epoch_0003/part-00000123-w01.parquet  the same for writer 1 of a data-parallel run
+        (writer r = lane r, which labels the r-th shard of every batch)
 
 One row per (image, person). Columns (K joints; image space unless stated)::
 
@@ -218,8 +220,9 @@ class PseudoLabelStore:
     def epoch_dir(self, epoch: int) -> Path:
         return self.root / f"epoch_{int(epoch):04d}"
 
-    def file_for(self, epoch: int, key: int) -> Path:
-        return self.epoch_dir(epoch) / f"part-{int(key):08d}.parquet"
+    def file_for(self, epoch: int, key: int, writer: int | None = None) -> Path:
+        suffix = "" if writer is None else f"-w{int(writer):02d}"
+        return self.epoch_dir(epoch) / f"part-{int(key):08d}{suffix}.parquet"
 
     def epochs(self) -> list[int]:
         """Epochs whose directory holds at least one complete file, ascending."""
@@ -294,11 +297,12 @@ class PseudoLabelStore:
         }
         return pa.table(cols).replace_schema_metadata(meta)
 
-    def write_batch(self, epoch: int, key: int, rows: PseudoLabelRows) -> Path:
-        """Write one batch as ``epoch_EEEE/part-KKKKKKKK.parquet``, atomically (hidden temporary
-        file, fsync, rename); replaces an earlier write of the same (epoch, key). Returns the path."""
+    def write_batch(self, epoch: int, key: int, rows: PseudoLabelRows, writer: int | None = None) -> Path:
+        """Write one batch as ``epoch_EEEE/part-KKKKKKKK.parquet`` (``...-wRR.parquet`` for
+        ``writer`` RR of a data-parallel run), atomically (hidden temporary file, fsync, rename);
+        replaces an earlier write of the same (epoch, key, writer). Returns the path."""
         table = self.to_table(epoch, key, rows)
-        final = self.file_for(epoch, key)
+        final = self.file_for(epoch, key, writer)
         with atomic_write(final) as f:
             pq.write_table(table, f, compression="zstd", compression_level=ZSTD_LEVEL)
         self._index.pop(int(epoch), None)
