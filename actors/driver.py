@@ -113,6 +113,10 @@ class Lanes:
             lane_cfg = dataclasses.replace(pseudo_cfg, lane=lane)
             self.pseudo.handles.append(worker.remote(lane_cfg, res.torch_threads))
         wait_alive(self.actors())
+        first = next(iter(self.groups.values()))
+        self.nodes = ray.get([h.node_id.remote() for h in first.handles])
+        for lane, node in enumerate(self.nodes):
+            log.info("lane %d on node %s", lane, node)
         rendezvous(
             self.groups, timeout_s=cfg.resources.collective_timeout_s, sync_batchnorm=cfg.resources.sync_bn
         )

@@ -26,6 +26,9 @@ class NetworkHost(Network):
     def ping(self) -> str:
         return self.spec.role
 
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
     def free_address(self) -> str:
         """``tcp://<this node's IP>:<a free port>``: the rendezvous of this role's process group
         (asked of rank 0)."""

@@ -165,6 +165,12 @@ def _latest_per_person(keys: np.ndarray, person: np.ndarray) -> np.ndarray:
     return order[first]
 
 
+def _file_order(path: Path) -> tuple[int, int]:
+    """(key, writer) of ``part-KKKKKKKK.parquet`` (writer 0) or ``part-KKKKKKKK-wRR.parquet``."""
+    key, _, writer = path.stem[5:].partition("-w")
+    return int(key), int(writer or 0)
+
+
 class PseudoLabelStore:
     """Write and read the pseudo-label store at ``root`` (a local directory).
 
@@ -233,7 +239,8 @@ class PseudoLabelStore:
         return sorted(out)
 
     def files(self, epoch: int) -> list[Path]:
-        """The epoch's complete files in key order; StoreError naming the epoch if there are none."""
+        """The epoch's complete files in (key, writer) order; StoreError naming the epoch if there
+        are none."""
         d = self.epoch_dir(epoch)
         found = list(d.glob("part-*.parquet")) if d.is_dir() else []
         if not found:
@@ -241,7 +248,7 @@ class PseudoLabelStore:
                 f"{self.root}: partition for epoch {epoch} ({d.name}) is missing; epochs present: "
                 f"{self.epochs()}"
             )
-        return sorted(found, key=lambda p: int(p.stem[5:]))
+        return sorted(found, key=_file_order)
 
     # ---- writing -------------------------------------------------------------------------------
     def to_table(self, epoch: int, key: int, rows: PseudoLabelRows) -> pa.Table:

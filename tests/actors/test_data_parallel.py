@@ -130,3 +130,55 @@ def test_a_global_batch_that_does_not_split_is_refused(synthetic_data, tmp_path)
         )  # fmt: skip
     with pytest.raises(ConfigError, match="runtime=ray"):
         load_config(None, [*tiny_overrides(synthetic_data, tmp_path, "sspcm"), "resources.data_parallel=2"])
+
+
+def test_a_killed_rank_restarts_every_lane_and_the_run_ends_as_without_it(ray_session, synthetic_data, tmp_path):
+    """SIGKILL rank 1 of the student mid-epoch: every lane is relaunched and restored from the
+    latest checkpoint; the run ends with the weights of an uninterrupted run, and the store has
+    each scheduled person exactly once per epoch."""
+    import os
+    import signal
+
+    from actors.role_group import lane_batches
+    from pipeline.store.pseudo_label_store import PseudoLabelStore
+    from pipeline.trainer import Trainer
+
+    extra = ["optim.epochs=2", "optim.steps_per_epoch=3", "train.checkpoint_every_steps=2"]
+    reference_cfg = dp_cfg(synthetic_data, tmp_path / "reference", "sspcm", 2, *extra)
+    cfg = dp_cfg(synthetic_data, tmp_path / "faulty", "sspcm", 2, *extra)
+    data = load_run_data(cfg)
+    options = {"loader": "local"}
+    runs = {}
+    for name, run_cfg in (("reference", reference_cfg), ("faulty", cfg)):
+        lanes = Lanes(run_cfg, data)
+        killed: list[int] = []
+        inner = lane_batches(lanes.pseudo, options)
+
+        def batches(kind, dataset, order, inner=inner, lanes=lanes, killed=killed, name=name):
+            for batch in inner(kind, dataset, order):
+                if name == "faulty" and kind == "labeled" and trainer.global_step == 5 and not killed:
+                    pid = ray.get(lanes.groups["student"].handles[1].pid.remote())
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                yield batch
+
+        try:
+            trainer = Trainer(
+                run_cfg, data, lanes.groups, lanes.pseudo, GroupExecutor(lanes.actors, lanes.relaunch), batches
+            )
+            results = trainer.train()
+            weights = ray.get(lanes.groups["student"].handles[0].get_weights.remote())
+        finally:
+            lanes.close()
+        runs[name] = (trainer, results, weights, killed)
+    trainer, results, weights, killed = runs["faulty"]
+    assert killed and trainer.recoveries == 1 and trainer.global_step == 6
+    reference = runs["reference"][2]
+    assert global_relative_difference(weights, reference) < 1e-4
+    assert results["eval/student/AP"] == pytest.approx(runs["reference"][1]["eval/student/AP"], abs=0.005)
+    store = PseudoLabelStore.open(tmp_path / "faulty" / "pseudo_labels")
+    for epoch in (0, 1):
+        order = epoch_batches(len(data.unlabeled), GLOBAL_BATCH, 3, cfg.train.seed, epoch, 1)
+        got = store.read_epoch(epoch)["person_index"].to_pylist()
+        assert sorted(got) == sorted(i for batch in order for i in batch)  # none lost, none twice
+        assert len(list(store.epoch_dir(epoch).glob("part-*-w0[01].parquet"))) == 2 * 3  # a file per writer
