@@ -163,6 +163,9 @@ class Trainer:
         self.ex.gather(loads)
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.step_in_epoch = state.get("step_in_epoch", 0)
+        if self.pseudo is not None and self.cfg.method.name != "supervised":
+            # labels of the steps to be run again go, whatever wrote them (any number of lanes)
+            self.ex.gather(self.ex.submit(self.pseudo, "forget_from", self.epoch, self.global_step))
         log.info("restored %s (epoch %d, step %d)", ckpt, self.epoch, self.global_step)
 
     def save(self) -> str | None:

@@ -140,6 +140,11 @@ class PseudoLabeler:
             out.append(hm)
         return out[0], out[1]
 
+    def forget_from(self, epoch: int, step: int) -> int:
+        """Before a restored run relabels them: drop the stored labels of steps >= ``step`` of
+        ``epoch`` and of later epochs (see ``PseudoLabelStore.forget_from``); 0 without a store."""
+        return 0 if self.store is None else self.store.forget_from(epoch, step)
+
     def _write_store(self, unlabeled: dict, epoch: int, step: int, hm_a, hm_b, pcm: PCMOutput) -> None:
         from pipeline.store.pseudo_label_store import PseudoLabelRows
 

@@ -315,6 +315,21 @@ class PseudoLabelStore:
         self._index.pop(int(epoch), None)
         return final
 
+    def forget_from(self, epoch: int, key: int) -> int:
+        """Delete the files of ``epoch`` with key >= ``key`` and every later epoch's files: the
+        steps a run restored from a checkpoint will label again (perhaps with another number
+        of writers, whose file names differ). Returns the number of files deleted."""
+        gone = 0
+        for e in self.epochs():
+            if e < epoch:
+                continue
+            for path in self.epoch_dir(e).glob("part-*.parquet"):
+                if e > epoch or _file_order(path)[0] >= key:
+                    path.unlink(missing_ok=True)  # another lane may have deleted it already
+                    gone += 1
+        self._index.clear()
+        return gone
+
     # ---- reading -------------------------------------------------------------------------------
     def _read_file(self, path: Path, columns: list[str] | None) -> pa.Table:
         """One file, its metadata checked against this store (StoreError names file and field)."""

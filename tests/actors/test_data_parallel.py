@@ -132,53 +132,88 @@ def test_a_global_batch_that_does_not_split_is_refused(synthetic_data, tmp_path)
         load_config(None, [*tiny_overrides(synthetic_data, tmp_path, "sspcm"), "resources.data_parallel=2"])
 
 
-def test_a_killed_rank_restarts_every_lane_and_the_run_ends_as_without_it(ray_session, synthetic_data, tmp_path):
-    """SIGKILL rank 1 of the student mid-epoch: every lane is relaunched and restored from the
-    latest checkpoint; the run ends with the weights of an uninterrupted run, and the store has
-    each scheduled person exactly once per epoch."""
+def run_lanes(cfg, data, kill_student_rank1_at: int | None = None):
+    """Train ``cfg`` over lanes; SIGKILL rank 1 of the student when step ``kill_...`` starts.
+    Returns (trainer, results, student weights of rank 0, killed pids)."""
     import os
     import signal
 
     from actors.role_group import lane_batches
-    from pipeline.store.pseudo_label_store import PseudoLabelStore
     from pipeline.trainer import Trainer
 
+    lanes = Lanes(cfg, data)
+    killed: list[int] = []
+    inner = lane_batches(lanes.pseudo, {"loader": "local"})
+
+    def batches(kind, dataset, order):
+        for batch in inner(kind, dataset, order):
+            if kind == "labeled" and trainer.global_step == kill_student_rank1_at and not killed:
+                pid = ray.get(lanes.groups["student"].handles[1].pid.remote())
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            yield batch
+
+    try:
+        ex = GroupExecutor(lanes.actors, lanes.relaunch)
+        trainer = Trainer(cfg, data, lanes.groups, lanes.pseudo, ex, batches)
+        results = trainer.train()
+        weights = ray.get(lanes.groups["student"].handles[0].get_weights.remote())
+    finally:
+        lanes.close()
+    return trainer, results, weights, killed
+
+
+def test_a_killed_rank_restarts_every_lane_and_the_run_ends_as_without_it(
+    ray_session, synthetic_data, tmp_path
+):
+    """SIGKILL rank 1 of the student mid-epoch: every lane is relaunched and restored from the
+    latest checkpoint; the run ends with the weights of an uninterrupted run, and the store has
+    each scheduled person exactly once per epoch."""
+    from pipeline.store.pseudo_label_store import PseudoLabelStore
+
     extra = ["optim.epochs=2", "optim.steps_per_epoch=3", "train.checkpoint_every_steps=2"]
-    reference_cfg = dp_cfg(synthetic_data, tmp_path / "reference", "sspcm", 2, *extra)
     cfg = dp_cfg(synthetic_data, tmp_path / "faulty", "sspcm", 2, *extra)
     data = load_run_data(cfg)
-    options = {"loader": "local"}
-    runs = {}
-    for name, run_cfg in (("reference", reference_cfg), ("faulty", cfg)):
-        lanes = Lanes(run_cfg, data)
-        killed: list[int] = []
-        inner = lane_batches(lanes.pseudo, options)
-
-        def batches(kind, dataset, order, inner=inner, lanes=lanes, killed=killed, name=name):
-            for batch in inner(kind, dataset, order):
-                if name == "faulty" and kind == "labeled" and trainer.global_step == 5 and not killed:
-                    pid = ray.get(lanes.groups["student"].handles[1].pid.remote())
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                yield batch
-
-        try:
-            trainer = Trainer(
-                run_cfg, data, lanes.groups, lanes.pseudo, GroupExecutor(lanes.actors, lanes.relaunch), batches
-            )
-            results = trainer.train()
-            weights = ray.get(lanes.groups["student"].handles[0].get_weights.remote())
-        finally:
-            lanes.close()
-        runs[name] = (trainer, results, weights, killed)
-    trainer, results, weights, killed = runs["faulty"]
+    _, ref_results, reference, _ = run_lanes(
+        dp_cfg(synthetic_data, tmp_path / "reference", "sspcm", 2, *extra), data
+    )
+    trainer, results, weights, killed = run_lanes(cfg, data, kill_student_rank1_at=5)
     assert killed and trainer.recoveries == 1 and trainer.global_step == 6
-    reference = runs["reference"][2]
     assert global_relative_difference(weights, reference) < 1e-4
-    assert results["eval/student/AP"] == pytest.approx(runs["reference"][1]["eval/student/AP"], abs=0.005)
+    assert results["eval/student/AP"] == pytest.approx(ref_results["eval/student/AP"], abs=0.005)
     store = PseudoLabelStore.open(tmp_path / "faulty" / "pseudo_labels")
     for epoch in (0, 1):
         order = epoch_batches(len(data.unlabeled), GLOBAL_BATCH, 3, cfg.train.seed, epoch, 1)
         got = store.read_epoch(epoch)["person_index"].to_pylist()
         assert sorted(got) == sorted(i for batch in order for i in batch)  # none lost, none twice
         assert len(list(store.epoch_dir(epoch).glob("part-*-w0[01].parquet"))) == 2 * 3  # a file per writer
+
+
+@pytest.mark.parametrize("first, then", [(1, 2), (2, 1)])
+def test_a_run_resumes_at_another_number_of_ranks(ray_session, synthetic_data, tmp_path, first, then):
+    """Epoch 0 at ``first`` ranks, then ``--resume`` at ``then`` ranks for epoch 1: the run ends
+    where an uninterrupted single-rank run ends, and the store holds every scheduled person of
+    each epoch once (plain files from one writer, ``-wRR`` files from two)."""
+    from pipeline.store.pseudo_label_store import PseudoLabelStore
+
+    def run(n, out, epochs, resume=False):
+        cfg = dp_cfg(synthetic_data, out, "sspcm", n, f"optim.epochs={epochs}", "optim.steps_per_epoch=2")
+        return cfg, (train_ray(cfg, resume=resume) if n > 1 else train_local(cfg, resume=resume))
+
+    ref_cfg, reference = run(1, tmp_path / "reference", 2)
+    run(first, tmp_path / "run", 1)
+    cfg, results = run(then, tmp_path / "run", 2, resume=True)
+    store = checkpoint_store(cfg)
+    assert store.latest().endswith("step_00000004")
+    got = store.load_network_state(store.latest(), "student")["model"]
+    ref_store = checkpoint_store(ref_cfg)
+    expected = ref_store.load_network_state(ref_store.latest(), "student")["model"]
+    assert global_relative_difference(got, expected) < 1e-3
+    assert results["eval/student/AP"] == pytest.approx(reference["eval/student/AP"], abs=0.005)
+    labels = PseudoLabelStore.open(tmp_path / "run" / "pseudo_labels")
+    data = load_run_data(cfg)
+    for epoch, n in ((0, first), (1, then)):
+        order = epoch_batches(len(data.unlabeled), GLOBAL_BATCH, 2, cfg.train.seed, epoch, 1)
+        persons = labels.read_epoch(epoch)["person_index"].to_pylist()
+        assert sorted(persons) == sorted(i for batch in order for i in batch)
+        assert len(list(labels.epoch_dir(epoch).glob("part-*-w*.parquet"))) == (4 if n == 2 else 0)

@@ -189,6 +189,27 @@ def test_rewriting_the_same_epoch_and_key_keeps_one_copy(tmp_path, ray_session):
     assert store.read_epoch(2).num_rows == 6
 
 
+def test_writers_have_their_own_files_and_a_restore_forgets_the_steps_it_reruns(tmp_path):
+    """Two writers (data-parallel lanes) write one file each per step; ``forget_from(epoch,
+    key)`` removes the steps >= key of that epoch and every later epoch, whichever wrote them."""
+    root = tmp_path / "store"
+    store = PseudoLabelStore(root, num_joints=K)
+    for epoch, key in ((0, 0), (0, 1), (1, 2), (1, 3)):
+        store.write_batch(epoch, key, make_rows(2, key, first_index=4 * key, heatmaps=False), writer=0)
+        store.write_batch(epoch, key, make_rows(2, key, first_index=4 * key + 2, heatmaps=False), writer=1)
+    store.write_batch(2, 4, make_rows(2, 9, first_index=40, heatmaps=False))  # one writer: plain name
+    assert [p.name for p in store.files(1)] == [
+        "part-00000002-w00.parquet", "part-00000002-w01.parquet",
+        "part-00000003-w00.parquet", "part-00000003-w01.parquet",
+    ]  # fmt: skip
+    assert sorted(store.read_epoch(1)["person_index"].to_pylist()) == [8, 9, 10, 11, 12, 13, 14, 15]
+    assert store.forget_from(1, 3) == 3  # both writers' step 3 and epoch 2
+    assert store.epochs() == [0, 1]
+    assert sorted(store.read_epoch(1)["person_index"].to_pylist()) == [8, 9, 10, 11]
+    assert store.read_epoch(0).num_rows == 8  # earlier epochs untouched
+    assert duckdb.sql(f"select count(*) from read_parquet('{root}/**/*.parquet')").fetchall()[0][0] == 12
+
+
 def test_read_keypoints_in_the_asked_order_found_and_latest_key_wins(tmp_path):
     store = PseudoLabelStore(tmp_path / "store", num_joints=K)
     early = make_rows(4, 0, first_index=10, heatmaps=False)  # persons 10..13
