@@ -1,7 +1,9 @@
-"""Placement: one bundle per network (a GPU, or a share of one) plus one for the pseudo labeler.
+"""Placement: one bundle per network (a GPU, or a share of one) plus one for the pseudo labeler;
+with ``resources.data_parallel`` = N > 1, one bundle per lane (its network ranks and its
+pseudo-label worker, so a lane stays on one node).
 
-All fractions are derived from two numbers of the config's ``resources`` section:
-``nets_per_gpu`` (networks sharing one GPU) and, on CPU-only machines, the cluster's CPU count.
+All fractions are derived from the config's ``resources`` section (``nets_per_gpu``:
+networks sharing one GPU; ``data_parallel``) and, on CPU-only machines, the cluster's CPU count.
 """
 
 from __future__ import annotations

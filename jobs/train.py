@@ -4,7 +4,9 @@
         [--section.field=value ...]
 
 ``--resources.runtime=ray`` runs the same schedule with one Ray actor per network (attaching to
-``resources.address`` / the cluster of a ``ray job submit``, or starting a local instance).
+``resources.address`` / the cluster of a ``ray job submit``, or starting a local instance);
+``--resources.data_parallel=N`` makes each network N data-parallel ranks (DDP). Supervised runs
+on Ray go through Ray Train.
 
 Writes RUN_DIR (train.out_dir): config.yaml, metrics.jsonl, tensorboard/, checkpoints/epoch_*/,
 results_*.json and eval.json; prints the final evaluation as one JSON line.
