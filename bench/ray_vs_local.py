@@ -1,11 +1,12 @@
 """Steps/s of the SSPCM schedule in-process vs over Ray actors, same config, same cores.
 
-    python -m bench.ray_vs_local [--steps 60] [--method sspcm] [--json]
+    python -m bench.ray_vs_local [--steps 60] [--method sspcm] [--data-parallel N] [--json]
 
 Generates a small synthetic set (cached under data/bench/ray_vs_local), runs the same number of
 optimizer steps with the in-process executor and with one Ray actor per network (local Ray
-instance with as many CPUs as this machine), and prints both rates and their ratio. Only the
-training steps are timed (start-up, actor launch and evaluation are excluded).
+instance with as many CPUs as this machine), and prints both rates and their ratio; with
+``--data-parallel N`` also with N data-parallel lanes (N ranks per network, the same global
+batch). Only the training steps are timed (start-up, actor launch and evaluation are excluded).
 """
 
 from __future__ import annotations
@@ -41,6 +42,31 @@ class TimedTrainer(Trainer):
         self.train_seconds += time.perf_counter() - t0
 
 
+def time_lanes(cfg_path: Path, overrides: list[str], lanes_n: int, data) -> float:
+    """Seconds of the training epochs with ``lanes_n`` data-parallel lanes."""
+    from actors.driver import Lanes
+    from actors.role_group import GroupExecutor, lane_batches
+
+    cfg = load_config(
+        cfg_path,
+        [
+            *overrides,
+            "train.out_dir=runs/bench_ray_vs_local/data_parallel",
+            "resources.runtime=ray",
+            f"resources.data_parallel={lanes_n}",
+            "train.num_threads=1",
+        ],
+    )
+    lanes = Lanes(cfg, data)
+    try:
+        ex = GroupExecutor(lanes.actors, lanes.relaunch)
+        trainer = TimedTrainer(cfg, data, lanes.groups, lanes.pseudo, ex, lane_batches(lanes.pseudo, {}))
+        trainer.train()
+    finally:
+        lanes.close()
+    return trainer.train_seconds
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--method", default="sspcm", choices=["supervised", "dual", "sspcm"])
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--data-parallel", type=int, default=0, help="also time N lanes (N > 1)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
@@ -96,6 +123,11 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.__class__ = TimedTrainer
     trainer.train()
     rates["ray"] = args.steps / trainer.train_seconds
+    for h in [*trainer.nets.values(), trainer.pseudo]:
+        ray.kill(h)
+    ray.util.remove_placement_group(pg)
+    if args.data_parallel > 1:
+        rates["ray_data_parallel"] = time_lanes(cfg_path, overrides, args.data_parallel, data) / args.steps
     ray.shutdown()
     torch.set_num_threads(cores)
     result = {
@@ -106,11 +138,19 @@ def main(argv: list[str] | None = None) -> dict:
         "ray_steps_per_s": round(rates["ray"], 3),
         "ray_over_in_process": round(rates["ray"] / rates["in_process"], 3),
     }
+    if "ray_data_parallel" in rates:
+        result["data_parallel"] = args.data_parallel
+        result["ray_data_parallel_steps_per_s"] = round(1.0 / rates["ray_data_parallel"], 3)
     print(
         f"{args.method}, {args.steps} steps, {cores} cores: "
         f"in-process {result['in_process_steps_per_s']:.2f} steps/s, "
         f"Ray {result['ray_steps_per_s']:.2f} steps/s, ratio {result['ray_over_in_process']:.2f}"
     )
+    if "data_parallel" in result:
+        print(
+            f"Ray with {args.data_parallel} data-parallel lanes (same global batch): "
+            f"{result['ray_data_parallel_steps_per_s']:.2f} steps/s"
+        )
     if args.json:
         print(json.dumps(result))
     return result
