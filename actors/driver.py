@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 
 import ray
 
+from actors.cluster import init_ray
 from actors.data_stream import batches_for, load_stream_run_data
 from actors.executor import RayExecutor
 from actors.network_actor import NetworkActor
@@ -25,19 +25,6 @@ from pipeline.run_setup import RunData, network_specs, pseudo_label_config
 from pipeline.trainer import Trainer
 
 log = logging.getLogger(__name__)
-
-
-def init_ray(cfg: Config) -> None:
-    """Attach to ``resources.address`` (or the job's cluster), else start a local instance."""
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    address = cfg.resources.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(include_dashboard=False)
-    log.info("Ray cluster resources: %s", ray.cluster_resources())
 
 
 def launch_actors(cfg: Config, data: RunData) -> tuple[dict, object, object]:

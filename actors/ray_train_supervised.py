@@ -22,7 +22,7 @@ from pathlib import Path
 import ray
 import torch
 
-from actors.driver import init_ray
+from actors.cluster import init_ray
 from pipeline.config import Config
 from pipeline.method.schedule import LocalExecutor
 from pipeline.models.network import Network
