@@ -15,11 +15,11 @@ import ray
 
 from actors.cluster import init_ray
 from actors.data_stream import batches_for, load_stream_run_data
-from actors.executor import RayExecutor
+from actors.executor import RayExecutor, wait_alive
 from actors.network_actor import NetworkActor
 from actors.placement import create_lane_placement_group, create_placement_group, derive_resources, in_bundle
 from actors.pseudo_label_actor import PseudoLabelActor
-from actors.role_group import GroupExecutor, RoleGroup, lane_batches, rendezvous, wait_alive
+from actors.role_group import GroupExecutor, RoleGroup, lane_batches, rendezvous
 from pipeline.config import Config
 from pipeline.run_setup import RunData, network_specs, pseudo_label_config
 from pipeline.trainer import Trainer

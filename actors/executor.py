@@ -31,13 +31,18 @@ class RayExecutor:
 
     def wait_restarted(self, handles: list, timeout_s: float = 300.0) -> None:
         """Block until every actor answers again (Ray restarts dead ones up to max_restarts)."""
-        deadline = time.monotonic() + timeout_s
-        for h in handles:
-            while True:
-                try:
-                    ray.get(h.ping.remote(), timeout=30)
-                    break
-                except (RayActorError, ray.exceptions.GetTimeoutError) as e:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("a network actor did not come back after a failure") from e
-                    time.sleep(0.5)
+        wait_alive(handles, timeout_s, "a network actor did not come back after a failure")
+
+
+def wait_alive(handles: list, timeout_s: float = 300.0, error: str = "an actor did not start") -> None:
+    """Block until every actor answers ``ping``; RuntimeError(``error``) after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    for h in handles:
+        while True:
+            try:
+                ray.get(h.ping.remote(), timeout=30)
+                break
+            except (RayActorError, ray.exceptions.GetTimeoutError) as e:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(error) from e
+                time.sleep(0.5)

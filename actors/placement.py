@@ -79,15 +79,20 @@ def create_placement_group(res: ActorResources, num_nets: int, timeout_s: float 
         {"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {})} for _ in range(num_nets)
     ]
     bundles.append({"CPU": res.num_cpus})
-    pg = placement_group(bundles, strategy="PACK")
+    return _reserve(bundles, "PACK", timeout_s, f"{bundles}", "lower resources.cpus_per_actor or add nodes")
+
+
+def _reserve(bundles: list[dict], strategy: str, timeout_s: float, what: str, advice: str) -> PlacementGroup:
+    """A ready placement group of ``bundles``, or a RuntimeError naming ``what`` and the cluster."""
+    pg = placement_group(bundles, strategy=strategy)
     ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
     if not ready:
         ray.util.remove_placement_group(pg)
         raise RuntimeError(
-            f"the Ray cluster cannot place {bundles} within {timeout_s:.0f} s "
-            f"(cluster: {ray.cluster_resources()}); lower resources.cpus_per_actor or add nodes"
+            f"the Ray cluster cannot place {what} ({strategy}) within {timeout_s:.0f} s "
+            f"(cluster: {ray.cluster_resources()}); {advice}"
         )
-    log.info("placement group ready: %s", bundles)
+    log.info("placement group ready: %s (%s)", what, strategy)
     return pg
 
 
@@ -101,17 +106,8 @@ def create_lane_placement_group(
     if res.num_gpus:
         bundle["GPU"] = res.num_gpus * num_nets
     bundles = [dict(bundle) for _ in range(lanes)]
-    pg = placement_group(bundles, strategy=strategy)
-    ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
-    if not ready:
-        ray.util.remove_placement_group(pg)
-        raise RuntimeError(
-            f"the Ray cluster cannot place {lanes} lane(s) of {bundle} ({strategy}) within "
-            f"{timeout_s:.0f} s (cluster: {ray.cluster_resources()}); lower resources.data_parallel "
-            "or resources.cpus_per_actor, or add nodes"
-        )
-    log.info("lane placement group ready: %d x %s (%s)", lanes, bundle, strategy)
-    return pg
+    advice = "lower resources.data_parallel or resources.cpus_per_actor, or add nodes"
+    return _reserve(bundles, strategy, timeout_s, f"{lanes} lane(s) of {bundle}", advice)
 
 
 def in_bundle(pg: PlacementGroup, index: int) -> PlacementGroupSchedulingStrategy:

@@ -21,7 +21,6 @@ gloo on CPU, NCCL on GPU), joined at a ``tcp://`` rendezvous on rank 0's node.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 import ray
 import torch
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 
 from pipeline.trainer import shard_of
 
@@ -168,20 +167,6 @@ def rendezvous(groups: dict[str, RoleGroup], *, timeout_s: float, sync_batchnorm
             for r, h in enumerate(group.handles)
         ]
     ray.get(calls, timeout=timeout_s)
-
-
-def wait_alive(handles: list, timeout_s: float = 300.0) -> None:
-    """Block until every actor answers ``ping`` (clear error after ``timeout_s``)."""
-    deadline = time.monotonic() + timeout_s
-    for h in handles:
-        while True:
-            try:
-                ray.get(h.ping.remote(), timeout=30)
-                break
-            except (RayActorError, GetTimeoutError) as e:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("an actor of a role group did not start") from e
-                time.sleep(0.5)
 
 
 def lane_batches(pseudo: RoleGroup, stream_options: dict) -> Callable:
