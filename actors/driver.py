@@ -85,6 +85,7 @@ class Lanes:
         res, cfg = self.res, self.cfg
         pseudo_cfg = pseudo_label_config(cfg, self.data.skeleton)
         for lane in range(self.lanes):
+            bundle = in_bundle(self.pg, lane)
             for role, spec in self.specs.items():
                 spec = dataclasses.replace(spec, device=res.device, num_threads=res.torch_threads)
                 self.groups[role].handles.append(
@@ -92,10 +93,9 @@ class Lanes:
                         num_cpus=res.num_cpus,
                         num_gpus=res.num_gpus,
                         max_restarts=0,  # a lost rank restarts its whole group (relaunch)
-                        scheduling_strategy=in_bundle(self.pg, lane),
+                        scheduling_strategy=bundle,
                     ).remote(spec)
                 )
-            bundle = in_bundle(self.pg, lane)
             worker = PseudoLabelActor.options(num_cpus=res.num_cpus, scheduling_strategy=bundle)
             lane_cfg = dataclasses.replace(pseudo_cfg, lane=lane)
             self.pseudo.handles.append(worker.remote(lane_cfg, res.torch_threads))

@@ -30,6 +30,7 @@ import ray
 import torch
 from ray.exceptions import RayActorError, RayTaskError
 
+from actors.executor import RayExecutor
 from pipeline.trainer import shard_of
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,9 @@ class RankLost(RuntimeError):
     """A rank of a role group died; its peers' calls failed in a collective."""
 
 
-class GroupExecutor:
-    """The schedule's executor over :class:`RoleGroup` handles (see the module docstring).
+class GroupExecutor(RayExecutor):
+    """The schedule's executor over :class:`RoleGroup` handles (see the module docstring); a
+    plain actor handle is called as by :class:`RayExecutor`.
 
     Args:
         actors: every actor of the run (to tell a dead rank from a failing call).
@@ -91,12 +93,11 @@ class GroupExecutor:
         self.actors, self.relaunch = actors, relaunch
 
     def put(self, value: Any) -> Any:
-        return value if isinstance(value, Sharded) else ray.put(value)
+        return value if isinstance(value, Sharded) else super().put(value)
 
     def submit(self, handle: Any, method: str, *args: Any, num_returns: int = 1) -> Any:
         if not isinstance(handle, RoleGroup):
-            remote = getattr(handle, method)
-            return (remote.options(num_returns=num_returns) if num_returns != 1 else remote).remote(*args)
+            return super().submit(handle, method, *args, num_returns=num_returns)
         if method in RANK0_METHODS:
             return getattr(handle.handles[0], method).remote(*args)
         shared = [a if isinstance(a, Sharded) else _put_shared(a) for a in args]
@@ -112,11 +113,10 @@ class GroupExecutor:
         return tuple(Sharded([refs[i] for refs in per_rank]) for i in range(num_returns))
 
     def gather(self, futures: Any) -> Any:
+        items = futures if isinstance(futures, list) else [futures]
         try:
-            if isinstance(futures, list):
-                _fail_fast([r for f in futures for r in (f.parts if isinstance(f, Sharded) else [f])])
-                return [self._gather_one(f) for f in futures]
-            return self._gather_one(futures)
+            _fail_fast([r for f in items for r in (f.parts if isinstance(f, Sharded) else [f])])
+            values = [_combine(ray.get(f.parts)) if isinstance(f, Sharded) else ray.get(f) for f in items]
         except RayTaskError as e:
             # A call that failed because a peer rank died (a broken collective) is a lost rank,
             # recovered like the death itself; any other failure is the call's own error.
@@ -124,12 +124,7 @@ class GroupExecutor:
             if dead:
                 raise RankLost(f"{len(dead)} actor(s) of the run died: {e.cause!r}") from e
             raise
-
-    def _gather_one(self, future: Any) -> Any:
-        if isinstance(future, Sharded):
-            _fail_fast(future.parts)
-            return _combine(ray.get(future.parts))
-        return ray.get(future)
+        return values if isinstance(futures, list) else values[0]
 
     def wait_restarted(self, handles: list) -> None:
         self.relaunch()
