@@ -112,6 +112,9 @@ class MethodConfig:
     # SSPCM writes every step's pseudo labels to RUN/pseudo_labels (needed by ``cache``).
     store_pseudo_labels: bool = True
     store_heatmaps: bool = True
+    # When an epoch ends its step files are compacted: one file per store writer (0), or files
+    # of at most this many rows each.
+    store_rows_per_file: int = 0
     pcm_score_thr: float = 0.1
     pcm_pi_thr: float | None = None
     # Dual Network's consistency loss: weight 1 on every joint (reference, False), or SSPCM's
@@ -230,6 +233,11 @@ class Config:
                 raise ConfigError(
                     "data.unlabeled_parquet needs data.loader=ray_data and resources.runtime=ray"
                 )
+        if self.method.store_rows_per_file < 0:
+            raise ConfigError(
+                f"method.store_rows_per_file must be >= 0 (0 = one file per writer and epoch), "
+                f"got {self.method.store_rows_per_file}"
+            )
         n = self.resources.data_parallel
         if n < 1:
             raise ConfigError(f"resources.data_parallel must be >= 1, got {n}")

@@ -93,6 +93,8 @@ def pseudo_label_config(cfg: Config, skeleton: Skeleton) -> PseudoLabelConfig:
         decode_method=cfg.codec.decode,
         store_dir=str(store) if store is not None else None,
         store_heatmaps=m.store_heatmaps,
+        store_rows_per_file=m.store_rows_per_file,
+        lanes=cfg.resources.data_parallel,
         dual_score_mask=m.dual_score_mask,
         occlusion_joints=m.occlusion_joints,
     )

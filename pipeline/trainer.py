@@ -252,7 +252,13 @@ class Trainer:
     def _end_epoch(self, logger: RunLogger) -> None:
         cfg = self.cfg
         keep = cfg.method.name == "sspcm" and cfg.method.previous_teachers == "snapshot"
-        self.ex.gather([self.ex.submit(h, "end_epoch", keep) for h in self.nets.values()])
+        calls = [self.ex.submit(h, "end_epoch", keep) for h in self.nets.values()]
+        if self.pseudo is not None and cfg.method.name != "supervised":
+            # the epoch's pseudo labels: one store file per writer instead of one per step (before
+            # the checkpoint: a run that dies here resumes from an earlier one, labels those steps
+            # again and compacts again)
+            calls.append(self.ex.submit(self.pseudo, "close_epoch", self.epoch))
+        self.ex.gather(calls)
         self.epoch += 1
         self.step_in_epoch = 0
         every = cfg.train.checkpoint_every_epochs

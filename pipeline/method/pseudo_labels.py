@@ -7,7 +7,8 @@ into that view through the view matrices. It is what the pseudo-label actor host
 With a store directory configured, every SSPCM step also appends its pseudo labels to the
 Parquet pseudo-label store (:mod:`pipeline.store.pseudo_label_store`): each teacher's keypoints and
 PCM's corrected keypoints in image coordinates, per-joint PI and weights, and the corrected
-heatmaps. In ``cache`` mode, the previous-epoch teachers are not run: their keypoints are read
+heatmaps. When an epoch ends, :meth:`PseudoLabeler.close_epoch` compacts its writer's step files
+into one file. In ``cache`` mode, the previous-epoch teachers are not run: their keypoints are read
 from last epoch's partition and rendered as Gaussians in the current easy view
 (:meth:`PseudoLabeler.previous_from_store`).
 """
@@ -43,6 +44,8 @@ class PseudoLabelConfig:
     decode_method: str = "argmax"  # how stored keypoints are read off heatmaps
     store_dir: str | None = None  # the pseudo-label store; None writes nothing
     store_heatmaps: bool = True  # also store PCM's corrected heatmaps (compactly encoded)
+    # Rows per compacted store file when an epoch closes (0 = one file per writer).
+    store_rows_per_file: int = 0
     # Dual Network: weight 1 on every joint (reference) or SSPCM's score mask (True).
     dual_score_mask: bool = False
     # Patch centres of SSCO / Joint Cutout from every joint (reference) or only kept ones.
@@ -51,6 +54,7 @@ class PseudoLabelConfig:
     # seed of SSCO's draws (each lane cut-occludes within its shard of the batch, as each GPU of
     # the reference does within its own batch).
     lane: int | None = None
+    lanes: int = 1  # lanes of the run (writers of the store)
 
 
 def peak_keypoints_in(
@@ -144,6 +148,22 @@ class PseudoLabeler:
         """Before a restored run relabels them: drop the stored labels of steps >= ``step`` of
         ``epoch`` and of later epochs (see ``PseudoLabelStore.forget_from``); 0 without a store."""
         return 0 if self.store is None else self.store.forget_from(epoch, step)
+
+    def close_epoch(self, epoch: int) -> int:
+        """At the end of ``epoch``: compact its pseudo labels in the store
+        (``PseudoLabelStore.compact``), this lane's writer only (each lane compacts its own;
+        without a lane, every writer). Lane 0 also takes the writers beyond this run's lanes
+        (left by an earlier run with more lanes). Returns the number of files written; 0
+        without a store."""
+        if self.store is None:
+            return 0
+        cap = self.cfg.store_rows_per_file
+        if self.cfg.lane is None:
+            return len(self.store.compact(epoch, None, cap))
+        writers = [self.cfg.lane]
+        if self.cfg.lane == 0:
+            writers += [w for w in self.store.writers(epoch) if w >= self.cfg.lanes]
+        return sum(len(self.store.compact(epoch, w, cap)) for w in writers)
 
     def _write_store(self, unlabeled: dict, epoch: int, step: int, hm_a, hm_b, pcm: PCMOutput) -> None:
         from pipeline.store.pseudo_label_store import PseudoLabelRows

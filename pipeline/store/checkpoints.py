@@ -33,6 +33,7 @@ import torch
 import yaml
 
 from pipeline.config import Config, config_to_dict
+from pipeline.store.locations import is_uri, join_location, split_location
 
 log = logging.getLogger(__name__)
 
@@ -40,37 +41,6 @@ COMPLETE_MARKER = "_COMPLETE"
 TRAINER_STATE = "trainer_state.json"
 CONFIG_FILE = "config.yaml"
 _PREFIX = "step_"
-
-
-def is_uri(location: str | Path) -> bool:
-    """True for ``scheme://...`` strings (pyarrow filesystem URIs), False for local paths."""
-    return isinstance(location, str) and "://" in location
-
-
-def _split_query(location: str) -> tuple[str, str]:
-    """``("s3://b/p", "?region=x")`` for ``"s3://b/p?region=x"``; the query is kept when joining."""
-    if is_uri(location) and "?" in location:
-        base, query = location.split("?", 1)
-        return base, "?" + query
-    return location, ""
-
-
-def join_location(location: str | Path, name: str) -> str:
-    """``location/name`` for a local path or a URI (a URI's ``?query`` stays at the end)."""
-    if not is_uri(location):
-        return str(Path(location) / name)
-    base, query = _split_query(str(location))
-    return f"{base.rstrip('/')}/{name}{query}"
-
-
-def split_location(location: str | Path) -> tuple[str, str]:
-    """``(parent, name)`` of a local path or a URI."""
-    if not is_uri(location):
-        p = Path(location)
-        return str(p.parent), p.name
-    base, query = _split_query(str(location))
-    parent, _, name = base.rstrip("/").rpartition("/")
-    return parent + query, name
 
 
 def _step_of(name: str) -> int | None:

@@ -186,7 +186,10 @@ def test_a_killed_rank_restarts_every_lane_and_the_run_ends_as_without_it(
         order = epoch_batches(len(data.unlabeled), GLOBAL_BATCH, 3, cfg.train.seed, epoch, 1)
         got = store.read_epoch(epoch)["person_index"].to_pylist()
         assert sorted(got) == sorted(i for batch in order for i in batch)  # none lost, none twice
-        assert len(list(store.epoch_dir(epoch).glob("part-*-w0[01].parquet"))) == 2 * 3  # a file per writer
+        # the epoch's step files, compacted when it closed: one file per writer
+        assert sorted(p.name for p in store.epoch_dir(epoch).iterdir()) == [
+            f"part-{3 * epoch:08d}-{3 * epoch + 2:08d}-w{w:02d}.parquet" for w in (0, 1)
+        ]
 
 
 @pytest.mark.parametrize("first, then", [(1, 2), (2, 1)])
@@ -216,4 +219,6 @@ def test_a_run_resumes_at_another_number_of_ranks(ray_session, synthetic_data, t
         order = epoch_batches(len(data.unlabeled), GLOBAL_BATCH, 2, cfg.train.seed, epoch, 1)
         persons = labels.read_epoch(epoch)["person_index"].to_pylist()
         assert sorted(persons) == sorted(i for batch in order for i in batch)
-        assert len(list(labels.epoch_dir(epoch).glob("part-*-w*.parquet"))) == (4 if n == 2 else 0)
+        # compacted when the epoch closed: one file per writer (``-wRR`` files from two)
+        assert len(list(labels.epoch_dir(epoch).iterdir())) == n
+        assert len(list(labels.epoch_dir(epoch).glob("part-*-w*.parquet"))) == (2 if n == 2 else 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,20 +17,25 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import torch
 
 from pipeline.geometry.heatmaps import HeatmapCodec, gaussian_blur
+from pipeline.store.locations import split_location
 from pipeline.store.pseudo_label_store import (
     HEATMAP_MAX_ERROR,
     SCHEMA_VERSION,
     PseudoLabelRows,
     PseudoLabelStore,
     StoreError,
+    StoreFile,
+    _file_order,
     decode_heatmaps,
     encode_heatmaps,
     heatmap_bytes,
+    parse_file_name,
 )
 
 K, W, H = 17, 12, 16  # small heatmaps keep the tests fast; the size bound uses 64x48
@@ -435,3 +441,317 @@ def test_writer_killed_mid_write_leaves_only_whole_batches(tmp_path, ray_session
     # the step is replayed after the crash: the batch lands whole, the store reads on
     store.write_batch(0, 3, make_rows(64, 3, first_index=192))
     assert store.read_epoch(0).num_rows == 256
+
+
+# ---- compaction --------------------------------------------------------------------------------
+
+
+def write_steps(
+    store: PseudoLabelStore, epoch: int, keys, writers=(None,), n: int = 3, seed: int = 0
+) -> None:
+    """``n`` persons per (key, writer), each person once per epoch (its pool position)."""
+    for key in keys:
+        for lane, writer in enumerate(writers):
+            first = (key * len(writers) + lane) * n
+            rows = make_rows(
+                n, seed + 100 * key + lane, first_index=first, heatmaps=store.heatmap_size is not None
+            )
+            store.write_batch(epoch, key, rows, writer=writer)
+
+
+def reads(store: PseudoLabelStore, epoch: int) -> dict:
+    """What every reader of the store returns for ``epoch``."""
+    table = store.read_epoch(epoch)
+    persons = np.sort(table["person_index"].to_numpy())
+    summary = store.summary()
+    del summary["root"]
+    return {
+        "table": table,
+        "rows": store.read_rows(epoch),
+        "keypoints": store.read_keypoints(epoch, np.append(persons[::-1], 10**6)),
+        "summary": summary,
+    }
+
+
+def assert_same_reads(got: dict, want: dict) -> None:
+    assert got["table"].equals(want["table"])  # same rows, same order
+    assert got["table"].schema.metadata == want["table"].schema.metadata
+    for f in (*ARRAY_FIELDS, "person_index", "heatmaps", "image_file"):
+        np.testing.assert_array_equal(getattr(got["rows"], f), getattr(want["rows"], f), err_msg=f)
+    for name in ("kpts_a", "kpts_b", "found"):
+        np.testing.assert_array_equal(got["keypoints"][name], want["keypoints"][name], err_msg=name)
+    assert got["summary"] == want["summary"]
+
+
+def names(store: PseudoLabelStore, epoch: int) -> list[str]:
+    return [split_location(p)[1] for p in store.files(epoch)]
+
+
+def listed(directory: Path) -> list[str]:
+    """Every entry of a directory, hidden ones included."""
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_compaction_merges_each_writers_steps_into_one_file_and_reads_the_same(tmp_path):
+    root = tmp_path / "store"
+    store = PseudoLabelStore(root, num_joints=K, heatmap_size=(W, H))
+    write_steps(store, 0, range(6), writers=(0, 1))
+    write_steps(store, 1, range(6, 9), writers=(0, 1))
+    step_meta = pq.read_schema(store.files(0)[0]).metadata
+    before = reads(store, 0)  # also builds the keypoint cache of epoch 0
+    before_1 = reads(store, 1)
+
+    written = store.compact(0)
+    compacted = ["part-00000000-00000005-w00.parquet", "part-00000000-00000005-w01.parquet"]
+    assert [p.name for p in written] == compacted
+    assert listed(root / "epoch_0000") == compacted  # the step files are gone, no temporary file
+    assert names(store, 0) == compacted
+    assert_same_reads(reads(store, 0), before)
+    assert store._index[0][0] == tuple(compacted)  # the keypoint cache follows the new files
+    for path in written:
+        meta = pq.read_schema(path).metadata
+        assert {k: v for k, v in meta.items() if k.startswith(b"sspcm.")} == {
+            k: v for k, v in step_meta.items() if k.startswith(b"sspcm.")
+        }
+        assert pq.read_metadata(path).num_rows == 6 * 3
+    # readers with no project code see each row once
+    assert pads.dataset(root / "epoch_0000", format="parquet").count_rows() == 36
+    sql = f"select count(*), count(distinct person_index) from read_parquet('{root}/epoch_0000/*.parquet')"
+    assert duckdb.sql(sql).fetchall() == [(36, 36)]
+
+    assert store.compact(0) == []  # nothing left to merge
+    assert listed(root / "epoch_0000") == compacted
+    assert_same_reads(reads(store, 1), before_1)  # another epoch is untouched
+    assert len(listed(root / "epoch_0001")) == 6
+
+    # one writer at a time (each lane compacts its own)
+    assert [p.name for p in store.compact(1, writer=1)] == ["part-00000006-00000008-w01.parquet"]
+    assert names(store, 1) == [
+        "part-00000006-w00.parquet", "part-00000006-00000008-w01.parquet",
+        "part-00000007-w00.parquet", "part-00000008-w00.parquet",
+    ]  # fmt: skip
+    assert_same_reads(reads(store, 1), before_1)
+    assert store.writers(1) == [0, 1]
+    assert store.compact(5) == []  # an epoch without files
+
+
+def test_rows_per_file_caps_compacted_files_and_steps_are_not_split(tmp_path):
+    root = tmp_path / "store"
+    store = PseudoLabelStore(root, num_joints=K)
+    write_steps(store, 0, range(10))  # one writer: plain names, 3 rows per step
+    store.write_batch(0, 4, make_rows(8, 44, first_index=100, heatmaps=False))  # a step of 8 rows
+    before = reads(store, 0)
+
+    written = store.compact(0, rows_per_file=7)
+    assert [p.name for p in written] == [
+        "part-00000000-00000001.parquet", "part-00000002-00000003.parquet",
+        "part-00000004-00000004.parquet", "part-00000005-00000006.parquet",
+        "part-00000007-00000008.parquet", "part-00000009-00000009.parquet",
+    ]  # fmt: skip
+    assert [pq.read_metadata(p).num_rows for p in written] == [6, 6, 8, 6, 6, 3]  # 8: one step
+    assert listed(root / "epoch_0000") == [p.name for p in written]
+    assert_same_reads(reads(store, 0), before)
+
+    # a larger cap merges the compacted files, a smaller one keeps them
+    assert store.compact(0, rows_per_file=4) == []
+    written = store.compact(0, rows_per_file=20)
+    assert [p.name for p in written] == ["part-00000000-00000004.parquet", "part-00000005-00000009.parquet"]
+    assert listed(root / "epoch_0000") == [p.name for p in written]
+    assert_same_reads(reads(store, 0), before)
+    assert [p.name for p in store.compact(0)] == ["part-00000000-00000009.parquet"]
+    assert_same_reads(reads(store, 0), before)
+    with pytest.raises(StoreError, match="rows_per_file must be >= 0"):
+        store.compact(0, rows_per_file=-1)
+
+
+def test_an_interrupted_compaction_reads_the_same_and_running_it_again_finishes(tmp_path):
+    """The states a crash can leave: compacted files renamed in and all, some or none of the files
+    they replace still there; readers return every row once, and ``compact`` deletes the rest."""
+    root = tmp_path / "store"
+    store = PseudoLabelStore(root, num_joints=K, heatmap_size=(W, H))
+    epoch_dir = root / "epoch_0000"
+    saved = tmp_path / "saved"
+    write_steps(store, 0, range(6), writers=(0, 1))
+    shutil.copytree(epoch_dir, saved / "steps")
+    before = reads(store, 0)
+    compacted = [p.name for p in store.compact(0)]
+
+    for restored in (6 * 2, 3):  # every step file (renamed in, nothing deleted), or a few
+        for path in sorted((saved / "steps").iterdir())[:restored]:
+            shutil.copy(path, epoch_dir)
+        assert len(listed(epoch_dir)) == 2 + restored
+        assert names(store, 0) == compacted
+        assert_same_reads(reads(store, 0), before)
+        assert store.compact(0) == []
+        assert listed(epoch_dir) == compacted
+
+    # a second compaction of the epoch (after a resume relabelled its last steps) interrupted:
+    # the new file covers the old one's keys, which readers skip
+    store.forget_from(0, 4)
+    write_steps(store, 0, range(4, 6), writers=(0, 1), seed=7)
+    shutil.copytree(epoch_dir, saved / "relabelled")
+    again = reads(store, 0)
+    compacted = [p.name for p in store.compact(0)]
+    assert compacted == ["part-00000000-00000005-w00.parquet", "part-00000000-00000005-w01.parquet"]
+    for path in (saved / "relabelled").iterdir():
+        shutil.copy(path, epoch_dir)
+    assert len(listed(epoch_dir)) == 2 + 2 + 4
+    assert names(store, 0) == compacted
+    assert_same_reads(reads(store, 0), again)
+    assert store.compact(0) == [] and listed(epoch_dir) == compacted
+
+    # capped files merged under a larger cap, the old ones still there
+    for path in epoch_dir.iterdir():
+        path.unlink()
+    for path in (saved / "steps").iterdir():
+        shutil.copy(path, epoch_dir)
+    small = [p.name for p in store.compact(0, rows_per_file=6)]
+    assert len(small) == 6
+    shutil.copytree(epoch_dir, saved / "small")
+    large = [p.name for p in store.compact(0, rows_per_file=12)]
+    assert large == ["part-00000000-00000003-w00.parquet", "part-00000000-00000003-w01.parquet"]
+    after = names(store, 0)
+    assert after == [
+        "part-00000000-00000003-w00.parquet", "part-00000000-00000003-w01.parquet",
+        "part-00000004-00000005-w00.parquet", "part-00000004-00000005-w01.parquet",
+    ]  # fmt: skip
+    for path in (saved / "small").iterdir():
+        shutil.copy(path, epoch_dir)
+    assert len(listed(epoch_dir)) == 4 + 4
+    assert names(store, 0) == after
+    assert_same_reads(reads(store, 0), before)
+    assert store.compact(0, rows_per_file=12) == [] and listed(epoch_dir) == after
+
+
+def test_forget_from_cuts_compacted_files_and_a_replayed_step_is_read_once(tmp_path):
+    """A resume on a compacted epoch: ``forget_from`` rewrites the compacted files without the
+    steps to run again; the replayed steps then read as in a store never compacted."""
+    store = PseudoLabelStore(tmp_path / "store", num_joints=K, heatmap_size=(W, H))
+    plain = PseudoLabelStore(tmp_path / "plain", num_joints=K, heatmap_size=(W, H))  # never compacted
+    for s in (store, plain):
+        write_steps(s, 0, range(6), writers=(0, 1))
+        write_steps(s, 1, range(6, 10), writers=(0, 1))
+    store.compact(0)
+    store.compact(1)
+    # a step written again without forget_from: the compacted file holds its key, no row twice
+    store.write_batch(1, 9, make_rows(3, 99, first_index=(9 * 2) * 3))
+    assert_same_reads(reads(store, 1), reads(plain, 1))
+
+    assert store.forget_from(1, 8) == 3  # both writers' compacted files cut, the step file deleted
+    assert plain.forget_from(1, 8) == 4  # steps 8 and 9 of both writers
+    assert names(store, 1) == ["part-00000006-00000007-w00.parquet", "part-00000006-00000007-w01.parquet"]
+    assert listed(tmp_path / "store" / "epoch_0001") == names(store, 1)
+    assert_same_reads(reads(store, 1), reads(plain, 1))
+    assert pq.read_schema(store.files(1)[0]).metadata[b"sspcm.num_joints"] == b"17"
+
+    for s in (store, plain):  # the replayed steps label differently
+        write_steps(s, 1, range(8, 10), writers=(0, 1), seed=5)
+    assert_same_reads(reads(store, 1), reads(plain, 1))
+    persons = store.read_epoch(1)["person_index"].to_pylist()
+    assert len(persons) == len(set(persons)) == 4 * 2 * 3
+    assert [p.name for p in store.compact(1)] == [
+        "part-00000006-00000009-w00.parquet", "part-00000006-00000009-w01.parquet",
+    ]  # fmt: skip
+    assert_same_reads(reads(store, 1), reads(plain, 1))
+
+    # a resume at the epoch's first key drops its compacted files whole, and later epochs
+    assert store.forget_from(0, 0) == 4
+    assert store.epochs() == []
+
+
+def test_an_interrupted_forget_from_never_reads_a_row_twice_and_running_it_again_finishes(tmp_path):
+    root = tmp_path / "store"
+    store = PseudoLabelStore(root, num_joints=K)
+    write_steps(store, 0, range(6), writers=(0, 1))
+    store.compact(0)
+    before = reads(store, 0)
+    shutil.copytree(root / "epoch_0000", tmp_path / "compacted")
+    store.forget_from(0, 3)
+    cut = reads(store, 0)
+    assert cut["table"].num_rows == 3 * 2 * 3
+    for path in (tmp_path / "compacted").iterdir():  # the cut files are in, the old ones not deleted
+        shutil.copy(path, root / "epoch_0000")
+    assert_same_reads(reads(store, 0), before)  # the old files are read, the cut ones skipped
+    store.forget_from(0, 3)
+    assert_same_reads(reads(store, 0), cut)
+    assert listed(root / "epoch_0000") == [
+        "part-00000000-00000002-w00.parquet", "part-00000000-00000002-w01.parquet",
+    ]  # fmt: skip
+
+
+def test_a_store_at_a_uri_writes_compacts_forgets_and_reads_as_a_local_one(tmp_path):
+    """``file://`` (a local disk through pyarrow: temporary file + rename) and ``mock://`` (an
+    in-memory pyarrow filesystem standing in for an object store: one write per file) give the
+    reads of a store at a local path; ``jobs.inspect_store`` opens the URI."""
+    from jobs.inspect_store import main as inspect_main
+
+    local = PseudoLabelStore(tmp_path / "local", num_joints=K, heatmap_size=(W, H))
+    uri = (tmp_path / "uri").as_uri()
+    for root in (uri, "mock:///store"):
+        store = PseudoLabelStore(root, num_joints=K, heatmap_size=(W, H))
+        assert store.root == root
+        for s in (store, local):
+            for e in (0, 1):
+                if e in s.epochs():
+                    s.forget_from(e, 0)
+            write_steps(s, 0, range(5), writers=(0, 1))
+            write_steps(s, 1, range(5, 8))
+        path = store.file_for(0, 4, writer=1)
+        assert path == f"{root.rstrip('/')}/epoch_0000/part-00000004-w01.parquet"
+        assert store.epochs() == [0, 1] and store.files(1)[0] == f"{root}/epoch_0001/part-00000005.parquet"
+        assert_same_reads(reads(store, 0), reads(local, 0))
+
+        assert [split_location(p)[1] for p in store.compact(0)] == [
+            "part-00000000-00000004-w00.parquet", "part-00000000-00000004-w01.parquet",
+        ]  # fmt: skip
+        store.compact(1, rows_per_file=6)
+        assert names(store, 1) == ["part-00000005-00000006.parquet", "part-00000007-00000007.parquet"]
+        assert_same_reads(reads(store, 0), reads(local, 0))
+        assert_same_reads(reads(store, 1), reads(local, 1))
+        # cut: 2 compacted files of epoch 0 and epoch 1's 2; deleted: 6 step files and epoch 1's 3
+        assert store.forget_from(0, 2) == 4 and local.forget_from(0, 2) == 9
+        write_steps(store, 0, range(2, 5), writers=(0, 1), seed=3)
+        write_steps(local, 0, range(2, 5), writers=(0, 1), seed=3)
+        assert_same_reads(reads(store, 0), reads(local, 0))
+        if root == uri:  # (every mock:// URI opens a new, empty filesystem)
+            assert heatmap_bytes(store.files(0)[0]) > 0
+        fs, fs_root = store.fs, store.fs_root
+        hidden = [
+            i.base_name for i in fs.get_file_info(pafs.FileSelector(fs_root, recursive=True))
+            if i.base_name.startswith(".")
+        ]  # fmt: skip
+        assert hidden == []
+
+    # the file:// store is a local directory: the same files, opened by path or by URI
+    assert listed(tmp_path / "uri" / "epoch_0000") == [
+        "part-00000000-00000001-w00.parquet", "part-00000000-00000001-w01.parquet",
+        "part-00000002-w00.parquet", "part-00000002-w01.parquet", "part-00000003-w00.parquet",
+        "part-00000003-w01.parquet", "part-00000004-w00.parquet", "part-00000004-w01.parquet",
+    ]  # fmt: skip
+    by_path = PseudoLabelStore.open(tmp_path / "uri")
+    by_uri = PseudoLabelStore.open(uri)
+    assert_same_reads(reads(by_uri, 0), reads(by_path, 0))
+    summary = inspect_main([uri])
+    assert summary == by_uri.summary() and summary["root"] == uri
+    assert {k: v for k, v in summary.items() if k != "root"} == reads(local, 0)["summary"]
+    with pytest.raises(StoreError, match="not a pseudo-label store"):
+        PseudoLabelStore.open((tmp_path / "absent").as_uri())
+
+
+def test_file_names_of_steps_and_compacted_files():
+    assert parse_file_name("part-00000123.parquet") == StoreFile(
+        "part-00000123.parquet", 123, 123, 0, False, False
+    )
+    assert parse_file_name("part-00000123-w01.parquet").writer == 1
+    got = parse_file_name("part-00000100-00000199-w02.parquet")
+    assert (got.first, got.last, got.writer, got.compacted, got.suffixed) == (100, 199, 2, True, True)
+    got = parse_file_name("part-00000100-00000199.parquet")
+    assert (got.first, got.last, got.writer, got.compacted, got.suffixed) == (100, 199, 0, True, False)
+    for other in (
+        ".part-00000001.parquet.x1y2.tmp",
+        "part-x.parquet",
+        "part-00000009-00000001.parquet",
+        "a.parquet",
+    ):
+        assert parse_file_name(other) is None
+    assert _file_order("s3://b/p/epoch_0000/part-00000100-00000199-w02.parquet?region=x") == (100, 2, 199)
