@@ -7,13 +7,19 @@ object store allows: a task costs ~20 ms beyond its work) with the SAME dataset 
 in-process loader uses (``LabeledDataset`` / ``UnlabeledDataset``, whose randomness is keyed by
 (seed, epoch, index)), so the stream yields exactly the batches of the local DataLoader, in order.
 Images come from their files, or, for a pool packed by ``jobs.pack_pool``
-(``data.unlabeled_parquet``), from the Parquet pack: each worker reads the one row it needs.
+(``data.unlabeled_parquet``, a local path or a pyarrow URI such as ``s3://...``), from the
+Parquet pack: each worker reads the one row it needs.
 
-Only the dataset's person list (once per stream), the steps' index lists and the finished
-batches pass through the object store, never the source images; the streaming executor keeps a bounded
-number of batches in flight (``store_fraction`` of the store), so a pool far larger than memory
-(or than the object store) streams; the driver iterates with ``prefetch_batches``. The workers
-start once per stream, i.e. once per epoch and kind (~4 s on 2 cores).
+What each worker receives (once per stream, pickled with the dataset): for a packed pool only
+the pack's location (``PackedPool`` pickles as its location and manifest; the worker reads the
+columns of ``persons.parquet`` itself, once) plus, with ``data.pool_includes_labeled``, the
+labeled persons as a list; for a pool of image files (``data.unlabeled_ann``) and for the labeled
+stream, the dataset's whole person list. Besides that, only the steps' index lists and the
+finished batches pass through the object store, never the source images; the streaming
+executor keeps a bounded number of batches in flight (``store_fraction`` of the store), so a
+pool far larger than memory (or than the object store) streams; the driver iterates with
+``prefetch_batches``. The workers start once per stream, i.e. once per epoch and kind (~4 s on
+2 cores).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import torch
 
 from pipeline.config import Config
 from pipeline.data.coco import load_coco_persons
-from pipeline.data.pool_packs import read_pool_pack, with_pack_images
+from pipeline.data.pool_packs import ChainedPersons, read_pool_pack, with_pack_images
 from pipeline.data.topdown import LabeledDataset
 from pipeline.run_setup import RunData, load_run_data
 
@@ -58,6 +64,8 @@ class _BuildBatch:
     """
 
     def __init__(self, dataset: Any):
+        # ``dataset`` arrives unpickled once per worker: a ``PackedPool`` among its persons has
+        # just read its columns from the pack's persons.parquet (they do not travel).
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
         self.dataset = with_pack_images(dataset)
@@ -179,7 +187,9 @@ def batches_for(cfg: Config) -> Callable[[str, Any, list[list[int]]], Iterator[d
 
 def load_stream_run_data(cfg: Config) -> RunData:
     """``load_run_data``, with the unlabeled pool read from the pack ``data.unlabeled_parquet``
-    when set (plus the whole labeled set when ``data.pool_includes_labeled``)."""
+    (a local path or a pyarrow URI) when set, plus the whole labeled set when
+    ``data.pool_includes_labeled``: a ``PackedPool``, or a ``ChainedPersons`` of the pack and the
+    labeled persons (the pack's persons stay columns, never a list)."""
     d = cfg.data
     if d.unlabeled_parquet is None:
         return load_run_data(cfg)
@@ -190,6 +200,8 @@ def load_stream_run_data(cfg: Config) -> RunData:
         return data
     pool: Any = read_pool_pack(d.unlabeled_parquet)
     if d.pool_includes_labeled:
-        pool = list(pool) + load_coco_persons(d.labeled_ann, d.labeled_images, skeleton=data.skeleton)
+        pool = ChainedPersons(
+            pool, load_coco_persons(d.labeled_ann, d.labeled_images, skeleton=data.skeleton)
+        )
     log.info("unlabeled: %d persons (pack %s)", len(pool), d.unlabeled_parquet)
     return dataclasses.replace(data, unlabeled=pool)

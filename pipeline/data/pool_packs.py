@@ -20,24 +20,41 @@ is its own row group, so one image is read without its neighbours.
 row); ``file`` int32 (index into ``pool.json["files"]``); ``row`` int32 (the image's row in that
 file).
 
+A pack *location* is a local directory or a pyarrow filesystem URI (``file:///abs/dir``,
+``s3://bucket/prefix``, ``gs://bucket/prefix``; ``pyarrow.fs.FileSystem.from_uri``). On the local
+disk (a path or ``file://``) every file is written under a temporary name and renamed; on an
+object store each file is written directly (one object write is atomic there). Either way
+``pool.json`` is removed first and written last.
+
+Which images go into which file is fixed up front (pool order, ``rows_per_file`` per file), so
+:func:`pack_pool` writes the same files whatever its number of worker processes.
+
 Pure pyarrow + numpy + OpenCV: no Ray here.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
+import multiprocessing
+import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
+import cv2
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.data.images import ImageError, decode_image, load_image
 from pipeline.data.topdown import LabeledDataset, UnlabeledDataset
+from pipeline.data.wild_pool import WildPool
 from pipeline.geometry.views import (
     AugmentRanges,
     ViewParams,
@@ -46,6 +63,7 @@ from pipeline.geometry.views import (
     sample_view_params,
 )
 from pipeline.store.atomic_files import atomic_write
+from pipeline.store.checkpoints import is_uri, join_location, split_location
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +71,9 @@ PACK_FORMAT = "sspcm-pool-pack"
 PACK_VERSION = 1
 MANIFEST = "pool.json"
 PERSONS_FILE = "persons.parquet"
+IMAGE_FILES = "images-*.parquet"
 DEFAULT_ROWS_PER_FILE = 1000
+PROGRESS_EVERY_S = 10.0  # pack_pool logs its progress at most this often
 
 IMAGE_SCHEMA = pa.schema(
     [
@@ -92,7 +112,8 @@ class PackedPerson:
         bbox_xywh: (4,) float32 box (x, y, w, h), image space.
         score: detection score (1.0 for annotation boxes).
         box_id: annotation id or index in the detections file.
-        pack_file: absolute path of the ``images-*.parquet`` file holding the image.
+        pack_file: location of the ``images-*.parquet`` file holding the image: an absolute path
+            for a local pack, a URI (``file://``, ``s3://`` ...) for a pack opened by URI.
         row: the image's row in ``pack_file``.
     """
 
@@ -105,9 +126,89 @@ class PackedPerson:
     row: int
 
 
-def _atomic_write_table(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
-    with atomic_write(path) as f:
-        pq.write_table(table, f, row_group_size=row_group_size, compression="none", write_statistics=False)
+@dataclass(frozen=True)
+class PackDir:
+    """A pack directory on the local disk or on a pyarrow filesystem.
+
+    Attributes:
+        location: the directory as given: an absolute local path, or a URI.
+        fs: the filesystem holding it.
+        path: the directory's path inside ``fs`` (no trailing slash).
+        local: the directory on the local disk (a path or a ``file://`` URI), else None (an
+            object store: no rename, each file is written directly).
+    """
+
+    location: str
+    fs: pafs.FileSystem
+    path: str
+    local: Path | None
+
+    @classmethod
+    def of(cls, location: str | Path) -> PackDir:
+        """The pack directory at a local path or a pyarrow filesystem URI."""
+        if not is_uri(location):
+            root = Path(location).absolute()
+            return cls(str(root), pafs.LocalFileSystem(), root.as_posix(), root)
+        fs, path = pafs.FileSystem.from_uri(str(location))
+        path = path.rstrip("/")
+        local = Path(path) if isinstance(fs, pafs.LocalFileSystem) else None
+        return cls(str(location), fs, path, local)
+
+    def file(self, name: str) -> str:
+        """Location of the file ``name`` in this directory (a path or a URI, like ``location``)."""
+        return join_location(self.location, name)
+
+    def _path(self, name: str) -> str:
+        return f"{self.path}/{name}"
+
+    def exists(self, name: str) -> bool:
+        return self.fs.get_file_info(self._path(name)).type == pafs.FileType.File
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.fs.open_input_stream(self._path(name)) as f:
+            return f.read()
+
+    def read_table(self, name: str, schema: pa.Schema) -> pa.Table:
+        return pq.read_table(self._path(name), filesystem=self.fs, schema=schema)
+
+    def makedirs(self) -> None:
+        if self.local is not None:
+            self.local.mkdir(parents=True, exist_ok=True)
+        else:
+            self.fs.create_dir(self.path, recursive=True)
+
+    def write(self, name: str, write: Callable[[IO[bytes] | pa.NativeFile], None]) -> None:
+        """Write the file ``name`` with ``write(f)``, never visible half written: locally under a
+        temporary name, then renamed; on an object store serialized in memory first, then
+        uploaded as one object (an error while serializing uploads nothing)."""
+        if self.local is not None:
+            with atomic_write(self.local / name) as f:
+                write(f)
+            return
+        sink = pa.BufferOutputStream()
+        write(sink)
+        data = sink.getvalue()
+        with self.fs.open_output_stream(self._path(name)) as f:
+            f.write(data)
+
+    def write_table(self, name: str, table: pa.Table, row_group_size: int | None = None) -> None:
+        self.write(
+            name,
+            lambda f: pq.write_table(
+                table, f, row_group_size=row_group_size, compression="none", write_statistics=False
+            ),
+        )
+
+    def delete(self, name: str) -> None:
+        """Remove the file ``name`` if it is there."""
+        if self.exists(name):
+            self.fs.delete_file(self._path(name))
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted names of the files in this directory matching ``pattern`` (fnmatch)."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True)
+        found = [i.base_name for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        return sorted(n for n in found if fnmatch.fnmatchcase(n, pattern))
 
 
 def _relative_name(path: str, image_dir: Path) -> str:
@@ -122,6 +223,123 @@ def _box_id(person, index: int) -> int:
     return int(getattr(person, "box_id", getattr(person, "ann_id", index)))
 
 
+@dataclass
+class _PersonColumns:
+    """The persons to pack, column-wise: ``image_ids`` (N,) int64; ``paths`` N image paths;
+    ``boxes`` (N, 4) float32 xywh image space; ``scores`` (N,) float32; ``box_ids`` (N,) int64."""
+
+    image_ids: np.ndarray
+    paths: Sequence[str]
+    boxes: np.ndarray
+    scores: np.ndarray
+    box_ids: np.ndarray
+
+    @classmethod
+    def of(cls, pool: Sequence) -> _PersonColumns:
+        """A ``WildPool``'s own columns (no per-person objects), else read person by person."""
+        if isinstance(pool, WildPool):
+            return cls(pool.image_ids, pool.image_paths, pool.boxes, pool.scores, pool.box_ids)
+        persons = list(pool)
+        return cls(
+            np.asarray([int(p.image_id) for p in persons], np.int64),
+            [str(p.image_path) for p in persons],
+            np.asarray([np.asarray(p.bbox_xywh, np.float32) for p in persons], np.float32).reshape(-1, 4),
+            np.asarray([float(getattr(p, "score", 1.0)) for p in persons], np.float32),
+            np.asarray([_box_id(p, i) for i, p in enumerate(persons)], np.int64),
+        )
+
+
+@dataclass
+class _ImageFileJob:
+    """One ``images-NNNNN.parquet`` to write: its images in row order (ids, source paths, names
+    relative to the image folder)."""
+
+    out: str
+    name: str
+    image_ids: list[int]
+    paths: list[str]
+    file_names: list[str]
+
+
+def _write_image_file(job: _ImageFileJob) -> int:
+    """Read, check (a full decode, for the size) and write one image file; returns its images.
+
+    Runs in the caller's process or in a worker process (module-level, so it pickles by name).
+
+    Raises:
+        ImageError: naming the file, if an image is missing, truncated or cannot be decoded.
+    """
+    columns: dict[str, list] = {name: [] for name in IMAGE_SCHEMA.names}
+    for image_id, path, file_name in zip(job.image_ids, job.paths, job.file_names, strict=True):
+        if not Path(path).is_file():
+            raise ImageError(f"{path}: image file not found")
+        data = Path(path).read_bytes()
+        height, width = decode_image(data, path).shape[:2]  # raises ImageError naming the file
+        columns["image_id"].append(image_id)
+        columns["file_name"].append(file_name)
+        columns["width"].append(width)
+        columns["height"].append(height)
+        columns["image"].append(data)
+    PackDir.of(job.out).write_table(job.name, pa.table(columns, schema=IMAGE_SCHEMA), row_group_size=1)
+    return len(job.image_ids)
+
+
+class _Progress:
+    """Logs images packed / total, the rate and the time left, at most every ``every_s`` seconds."""
+
+    def __init__(self, total: int, every_s: float):
+        self.total, self.every_s = total, every_s
+        self.done = 0
+        self.t0 = self.last = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def add(self, images: int) -> None:
+        self.done += images
+        now = time.perf_counter()
+        if now - self.last >= self.every_s and self.done < self.total:
+            self.last = now
+            rate = self.done / max(now - self.t0, 1e-9)
+            log.info(
+                "packed %d / %d images (%.0f images/s, %.0f s left)",
+                self.done,
+                self.total,
+                rate,
+                (self.total - self.done) / max(rate, 1e-9),
+            )
+
+
+def _init_worker() -> None:
+    """A packing worker decodes on one thread: the processes are the parallelism."""
+    cv2.setNumThreads(1)
+
+
+def _run_jobs(jobs: list[_ImageFileJob], workers: int, progress: _Progress) -> None:
+    """Write every image file: here (``workers`` 1) or in a pool of worker processes. The first
+    failure cancels the files not yet started and is raised here (files being written finish)."""
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            progress.add(_write_image_file(job))
+        return
+    # forkserver: safe beside threads (a Ray driver, torch); its server process imports this
+    # module (torch included) once, and the workers fork from it instead of importing it each.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker
+    )
+    try:
+        futures = [pool.submit(_write_image_file, job) for job in jobs]
+        for future in as_completed(futures):
+            progress.add(future.result())
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def pack_pool(
     pool: Sequence,
     image_dir: str | Path,
@@ -129,116 +347,148 @@ def pack_pool(
     *,
     rows_per_file: int = DEFAULT_ROWS_PER_FILE,
     source: str = "",
+    workers: int = 1,
+    progress_every_s: float = PROGRESS_EVERY_S,
 ) -> dict:
     """Write ``pool`` (``PoolItem``/``PersonRecord``-like persons) as a pack (module docstring).
 
-    Images keep the order of their first person; every image is checked (structure and a full
-    decode, to record its size) before it is written.
+    Images keep the order of their first person; image ``k`` goes to file ``k // rows_per_file``,
+    row ``k % rows_per_file``. Every image is checked (structure and a full decode, to record its
+    size) before its file is written. The image files are written by ``workers`` processes (each
+    writes whole files; the output is the same for any number); ``persons.parquet`` and then
+    ``pool.json`` are written here, last.
 
     Args:
         pool: persons with ``image_id``, ``image_path``, ``bbox_xywh`` (4,) xywh image space and
-            optionally ``score`` and ``box_id`` (or ``ann_id``).
+            optionally ``score`` and ``box_id`` (or ``ann_id``); a ``WildPool`` is read by columns.
         image_dir: the folder the images were listed from (file names are stored relative to it).
-        out_dir: the pack directory (created; an existing pack there is replaced file by file).
-        rows_per_file: images per ``images-*.parquet`` file (one file's images are held in memory
-            while it is written).
+        out_dir: the pack directory, a local path or a pyarrow filesystem URI (created; an
+            existing pack there is replaced file by file).
+        rows_per_file: images per ``images-*.parquet`` file (a worker holds one file's images in
+            memory while it writes it).
         source: where the pool came from, recorded in ``pool.json``.
+        workers: processes writing image files (1: all in this process).
+        progress_every_s: log the images packed so far at most this often.
 
     Returns:
         The manifest written to ``pool.json``.
 
     Raises:
-        ImageError: naming the file, if an image is missing, truncated or cannot be decoded.
-        ValueError: if an image id is listed with two different files.
+        ImageError: naming the file, if an image is missing, truncated or cannot be decoded
+            (``pool.json`` is then absent: the pack is not complete).
+        ValueError: if an image id is listed with two different files, or a bad argument.
     """
     if rows_per_file < 1:
         raise ValueError(f"rows_per_file must be >= 1, got {rows_per_file}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     root = Path(image_dir).absolute()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)  # the pack is incomplete until the manifest is back
+    out = PackDir.of(out_dir)
+    out.makedirs()
+    out.delete(MANIFEST)  # the pack is incomplete until the manifest is back
 
-    persons = list(pool)
+    persons = _PersonColumns.of(pool)
+    person_ids = persons.image_ids.tolist()
     paths: dict[int, str] = {}  # image id -> path, in order of first person
-    for p in persons:
-        image_id, path = int(p.image_id), str(p.image_path)
+    for image_id, path in zip(person_ids, persons.paths, strict=True):
         if paths.setdefault(image_id, path) != path:
             raise ValueError(f"image id {image_id} is listed with two files: {paths[image_id]} and {path}")
     ids = list(paths)
-    location: dict[int, tuple[int, int]] = {}  # image id -> (file index, row)
-    names: dict[int, str] = {}  # image id -> file name relative to image_dir
-    files: list[str] = []
+    names = {image_id: _relative_name(path, root) for image_id, path in paths.items()}
+    jobs = []
     for start in range(0, len(ids), rows_per_file):
         chunk = ids[start : start + rows_per_file]
-        columns: dict[str, list] = {name: [] for name in IMAGE_SCHEMA.names}
-        for row, image_id in enumerate(chunk):
-            path = paths[image_id]
-            if not Path(path).is_file():
-                raise ImageError(f"{path}: image file not found")
-            data = Path(path).read_bytes()
-            height, width = decode_image(data, path).shape[:2]  # raises ImageError naming the file
-            names[image_id] = _relative_name(path, root)
-            columns["image_id"].append(image_id)
-            columns["file_name"].append(names[image_id])
-            columns["width"].append(width)
-            columns["height"].append(height)
-            columns["image"].append(data)
-            location[image_id] = (len(files), row)
-        name = f"images-{len(files):05d}.parquet"
-        _atomic_write_table(pa.table(columns, schema=IMAGE_SCHEMA), out / name, row_group_size=1)
-        files.append(name)
-        log.info("packed %s: %d images", name, len(chunk))
+        name = f"images-{len(jobs):05d}.parquet"
+        jobs.append(
+            _ImageFileJob(out.location, name, chunk, [paths[i] for i in chunk], [names[i] for i in chunk])
+        )
+    position = {image_id: k for k, image_id in enumerate(ids)}  # image id -> its place in the pack
+    log.info(
+        "packing %d persons on %d images into %d file(s) at %s, %d worker(s)",
+        len(person_ids),
+        len(ids),
+        len(jobs),
+        out.location,
+        workers,
+    )
+    progress = _Progress(len(ids), progress_every_s)
+    _run_jobs(jobs, workers, progress)
 
-    boxes = np.asarray([np.asarray(p.bbox_xywh, dtype=np.float32) for p in persons], np.float32)
+    places = np.asarray([position[i] for i in person_ids], np.int64)
     person_table = pa.table(
         {
-            "image_id": pa.array([int(p.image_id) for p in persons], pa.int64()),
-            "box_id": pa.array([_box_id(p, i) for i, p in enumerate(persons)], pa.int64()),
-            "bbox": pa.FixedSizeListArray.from_arrays(pa.array(boxes.reshape(-1), pa.float32()), 4),
-            "score": pa.array([float(getattr(p, "score", 1.0)) for p in persons], pa.float32()),
-            "file_name": pa.array([names[int(p.image_id)] for p in persons], pa.string()),
-            "file": pa.array([location[int(p.image_id)][0] for p in persons], pa.int32()),
-            "row": pa.array([location[int(p.image_id)][1] for p in persons], pa.int32()),
+            "image_id": pa.array(persons.image_ids, pa.int64()),
+            "box_id": pa.array(persons.box_ids, pa.int64()),
+            "bbox": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.asarray(persons.boxes, np.float32).reshape(-1), pa.float32()), 4
+            ),
+            "score": pa.array(persons.scores, pa.float32()),
+            "file_name": pa.array([names[i] for i in person_ids], pa.string()),
+            "file": pa.array(places // rows_per_file, pa.int32()),
+            "row": pa.array(places % rows_per_file, pa.int32()),
         },
         schema=PERSON_SCHEMA,
     )
-    _atomic_write_table(person_table, out / PERSONS_FILE)
-    for stale in sorted(out.glob("images-*.parquet")):
-        if stale.name not in files:  # left by an earlier, larger pack in the same directory
-            stale.unlink()
+    out.write_table(PERSONS_FILE, person_table)
+    files = [job.name for job in jobs]
+    for stale in out.names(IMAGE_FILES):
+        if stale not in files:  # left by an earlier, larger pack in the same directory
+            out.delete(stale)
     manifest = {
         "format": PACK_FORMAT,
         "version": PACK_VERSION,
         "files": files,
         "num_images": len(ids),
-        "num_persons": len(persons),
+        "num_persons": len(person_ids),
         "source": source,
     }
-    with atomic_write(out / MANIFEST, "w") as f:
-        json.dump(manifest, f, indent=2)
-    log.info("pack %s: %d persons on %d images in %d file(s)", out, len(persons), len(ids), len(files))
+    out.write(MANIFEST, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
+    seconds = progress.seconds
+    log.info(
+        "pack %s: %d persons on %d images in %d file(s), %.1f s (%.0f images/s, %d worker(s))",
+        out.location,
+        len(person_ids),
+        len(ids),
+        len(files),
+        seconds,
+        len(ids) / max(seconds, 1e-9),
+        workers,
+    )
     return manifest
+
+
+def _reopen_pack(location: str, manifest: dict) -> PackedPool:
+    """Unpickling a :class:`PackedPool`: read its persons again, from the same complete pack."""
+    pool = PackedPool(location)
+    if pool.manifest != manifest:
+        raise PackError(f"{location}: the pack changed since it was opened (its {MANIFEST} differs)")
+    return pool
 
 
 class PackedPool:
     """The persons of a pack as a sequence of :class:`PackedPerson`, stored column-wise.
 
-    Columns: ``image_ids`` (N,) int64; ``boxes`` (N, 4) float32 xywh image space; ``scores`` (N,)
-    float32; ``box_ids`` (N,) int64; ``file_names`` (N,) string; ``files`` (N,) int32 index into
-    ``pack_files``; ``rows`` (N,) int32. Reading it never touches the image bytes.
+    Columns (the Arrow table's, as numpy arrays): ``image_ids`` (N,) int64; ``boxes`` (N, 4)
+    float32 xywh image space; ``scores`` (N,) float32; ``box_ids`` (N,) int64; ``file_names``
+    (N,) Arrow strings; ``files`` (N,) int32 index into ``pack_files``; ``rows`` (N,) int32. A
+    :class:`PackedPerson` is built only by ``__getitem__``. Reading it never touches the image
+    bytes.
+
+    Pickles as its location (plus the manifest, checked on arrival): a process that unpickles it
+    (a Ray Data worker) reads ``persons.parquet`` itself, so the columns never travel.
     """
 
     def __init__(self, pack_dir: str | Path):
-        self.root = Path(pack_dir).absolute()
-        manifest_path = self.root / MANIFEST
-        if not manifest_path.is_file():
+        pack = PackDir.of(pack_dir)
+        self.root = pack.location  # an absolute local path, or the URI as given
+        if not pack.exists(MANIFEST):
             raise PackError(f"{self.root}: not a complete pool pack ({MANIFEST} is missing)")
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(pack.read_bytes(MANIFEST))
         if manifest.get("format") != PACK_FORMAT or manifest.get("version") != PACK_VERSION:
-            raise PackError(f"{manifest_path}: not a version {PACK_VERSION} {PACK_FORMAT} manifest")
+            raise PackError(f"{pack.file(MANIFEST)}: not a version {PACK_VERSION} {PACK_FORMAT} manifest")
         self.manifest = manifest
-        self.pack_files = [str(self.root / f) for f in manifest["files"]]
-        t = pq.read_table(self.root / PERSONS_FILE, schema=PERSON_SCHEMA)
+        self.pack_files = [pack.file(f) for f in manifest["files"]]
+        t = pack.read_table(PERSONS_FILE, PERSON_SCHEMA)
         n = t.num_rows
         self.image_ids = t["image_id"].to_numpy()
         self.box_ids = t["box_id"].to_numpy()
@@ -247,6 +497,9 @@ class PackedPool:
         self.files = t["file"].to_numpy()
         self.rows = t["row"].to_numpy()
         self.file_names = t["file_name"].combine_chunks()  # (N,) arrow strings, made str on access
+
+    def __reduce__(self) -> tuple[Callable[..., PackedPool], tuple[str, dict]]:
+        return _reopen_pack, (self.root, self.manifest)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -269,36 +522,79 @@ class PackedPool:
 
 
 def read_pool_pack(pack_dir: str | Path) -> PackedPool:
-    """The persons of the pack at ``pack_dir`` (boxes and image locations; no image bytes)."""
+    """The persons of the pack at ``pack_dir`` (a local path or a pyarrow filesystem URI): boxes
+    and image locations, no image bytes."""
     pool = PackedPool(pack_dir)
     log.info("pool pack %s: %d persons on %d images", pool.root, len(pool), pool.manifest["num_images"])
     return pool
 
 
+class ChainedPersons:
+    """Several person sequences read as one, without copying them into a list (e.g. a
+    :class:`PackedPool` followed by the labeled persons): item ``i`` comes from the part holding
+    it. Pickles as its parts (a :class:`PackedPool` as its location)."""
+
+    def __init__(self, *parts: Sequence):
+        self.parts = parts
+        self._ends = np.cumsum([len(p) for p in parts], dtype=np.int64)  # (P,) end of each part
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} persons")
+        index = index % n
+        part = int(np.searchsorted(self._ends, index, side="right"))
+        start = int(self._ends[part - 1]) if part else 0
+        return self.parts[part][index - start]
+
+    def __iter__(self) -> Iterator[Any]:
+        for part in self.parts:
+            yield from part
+
+
 class PackReader:
     """Reads single images out of pack files, keeping the last ``max_open`` files open.
 
-    Not shared between processes: each worker makes its own (open files are not pickled).
+    Pack files are local paths or URIs (one ``pyarrow.fs`` filesystem per pack directory, made on
+    first use). Not shared between processes: each worker makes its own (open files are not
+    pickled).
     """
 
     def __init__(self, max_open: int = 16):
         self.max_open = max_open
         self._open: OrderedDict[str, tuple[pq.ParquetFile, np.ndarray]] = OrderedDict()
+        self._dirs: dict[str, PackDir] = {}  # pack directory location -> its filesystem
+
+    def _source(self, location: str) -> str | pa.NativeFile:
+        """A local path as is; a URI opened through its pack directory's filesystem."""
+        if not is_uri(location):
+            return location
+        parent, name = split_location(location)
+        if parent not in self._dirs:
+            self._dirs[parent] = PackDir.of(parent)
+        pack = self._dirs[parent]
+        return pack.fs.open_input_file(f"{pack.path}/{name}")
 
     def _file(self, path: str) -> tuple[pq.ParquetFile, np.ndarray]:
         if path in self._open:
             self._open.move_to_end(path)
             return self._open[path]
-        f = pq.ParquetFile(path)
+        f = pq.ParquetFile(self._source(path))
         md = f.metadata
         starts = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
         self._open[path] = (f, starts)
         while len(self._open) > self.max_open:
-            self._open.popitem(last=False)
+            old, _ = self._open.popitem(last=False)[1]
+            old.close(force=True)
         return f, starts
 
     def read_bytes(self, path: str, row: int) -> bytes:
-        """The encoded bytes of row ``row`` of the pack file ``path``."""
+        """The encoded bytes of row ``row`` of the pack file ``path`` (a local path or a URI)."""
         f, starts = self._file(path)
         group = int(np.searchsorted(starts, row, side="right")) - 1
         if not 0 <= row < starts[-1]:
@@ -314,7 +610,7 @@ class PackReader:
         return load_image(person.image_path)
 
     def __getstate__(self) -> dict:
-        return {"max_open": self.max_open, "_open": OrderedDict()}
+        return {"max_open": self.max_open, "_open": OrderedDict(), "_dirs": {}}
 
 
 class _PackImages:
