@@ -7,10 +7,12 @@ Images come from one of
 - ``image_dir`` alone: every ``.jpg``/``.jpeg``/``.png`` under the folder (recursively, sorted by
   relative path); image ids are 1, 2, ... in that order.
 
-Boxes come from ``detections_json`` (COCO results format ``[{"image_id", "category_id", "bbox",
-"score"}]``, person category 1 only) or from ``annotations_json``. Detections index the images by
-``image_id``: an integer COCO id when the image list is a COCO json, and the file name relative to
-``image_dir`` (a string such as ``"sub/0001.jpg"``) for a plain folder pool.
+Boxes come from ``detections_json`` (COCO results format ``[{"image_id" or "file_name",
+"category_id", "bbox", "score"}]``, person category 1 only) or from ``annotations_json``. A detection
+names its image by ``file_name`` (the path relative to ``image_dir``, e.g. ``"sub/0001.jpg"``) or by
+``image_id``: an integer COCO id when the image list is a COCO json; for a plain folder pool the
+relative file name as a string, or an integer that is the number in the file's name (COCO's
+``000000000139.jpg`` is image 139).
 
 Boxes are in image space, clipped to the image when its size is known (COCO image lists), and kept
 when ``score >= min_box_score`` and ``min(w, h) >= min_box_size``. Images without a kept box are not
@@ -153,6 +155,17 @@ def list_image_folder(image_dir: str | Path) -> list[str]:
     )
 
 
+def _numbered_images(by_name: dict[Any, _PoolImage]) -> dict[int, _PoolImage]:
+    """Integer keys for a folder pool: the number in a file's name (``000000000139.jpg`` -> 139),
+    where exactly one file carries that number."""
+    found: dict[int, list[_PoolImage]] = {}
+    for name, img in by_name.items():
+        stem = Path(str(name)).stem
+        if stem.isdigit():
+            found.setdefault(int(stem), []).append(img)
+    return {number: imgs[0] for number, imgs in found.items() if len(imgs) == 1}
+
+
 def _num_keypoints(ann: dict) -> int | None:
     """Labelled keypoints of an annotation (``num_keypoints``, else counted from ``keypoints``);
     None when it carries no keypoint information at all (a box-only annotation)."""
@@ -193,16 +206,27 @@ def _boxes_from_detections(
         where = f"{detections_json}: detection {i}"
         if not isinstance(det, dict):
             raise AnnotationError(f"{where}: not an object")
-        for key in ("image_id", "category_id", "bbox", "score"):
+        for key in ("category_id", "bbox", "score"):
             if key not in det:
                 raise AnnotationError(f"{where}: field {key!r} is missing")
+        if "image_id" not in det and "file_name" not in det:
+            raise AnnotationError(f"{where}: field 'image_id' (or 'file_name') is missing")
         if det["category_id"] != PERSON_CATEGORY_ID:
             continue
-        image_id = det["image_id"]
-        want = str if folder_pool else int
-        if isinstance(image_id, bool) or not isinstance(image_id, want):
-            kind = "a file name relative to image_dir" if folder_pool else "an integer COCO image id"
-            raise AnnotationError(f"{where}: field 'image_id' must be {kind}, got {image_id!r}")
+        if "file_name" in det:
+            image_id = det["file_name"]
+            if not isinstance(image_id, str) or not image_id:
+                raise AnnotationError(f"{where}: field 'file_name' must be a relative path, got {image_id!r}")
+        else:
+            image_id = det["image_id"]
+            want = (str, int) if folder_pool else (int,)
+            if isinstance(image_id, bool) or not isinstance(image_id, want):
+                kind = (
+                    "a file name relative to image_dir or the number in it"
+                    if folder_pool
+                    else "an integer COCO image id"
+                )
+                raise AnnotationError(f"{where}: field 'image_id' must be {kind}, got {image_id!r}")
         score = det["score"]
         if isinstance(score, bool) or not isinstance(score, int | float) or not np.isfinite(score):
             raise AnnotationError(f"{where}: field 'score' must be a finite number, got {score!r}")
@@ -247,13 +271,17 @@ def load_pool(
     coco_json = image_list_json if image_list_json is not None else annotations_json
     folder_pool = coco_json is None
     if folder_pool:
-        images = {name: _PoolImage(i + 1, str(root / name)) for i, name in enumerate(list_image_folder(root))}
+        images: dict[Any, _PoolImage] = {
+            name: _PoolImage(i + 1, str(root / name)) for i, name in enumerate(list_image_folder(root))
+        }
         data = None
+        images.update(_numbered_images(images))
     else:
         data = read_json(coco_json)
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
             raise AnnotationError(f"{coco_json}: top-level field 'images' is missing or not a list")
         images = _coco_images(data, coco_json, root)
+        images.update({Path(img.path).relative_to(root).as_posix(): img for img in list(images.values())})
     if detections_json is not None:
         source, boxes = detections_json, _boxes_from_detections(detections_json, folder_pool)
     elif annotations_json is not None:
@@ -261,7 +289,8 @@ def load_pool(
     else:
         raise ValueError("the pool needs person boxes: pass detections_json or annotations_json")
     pool = _collect(boxes, images, source, min_box_score, min_box_size, check_files, set(exclude_image_ids))
-    log.info("wild pool: %d boxes on %d images (of %d listed)", len(pool), pool.num_images, len(images))
+    listed = len({img.image_id for img in images.values()})
+    log.info("wild pool: %d boxes on %d images (of %d listed)", len(pool), pool.num_images, listed)
     return pool
 
 

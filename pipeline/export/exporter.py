@@ -1,20 +1,30 @@
 """Export PCM-corrected pseudo labels of a wild pool: a Parquet store and a COCO keypoints JSON.
 
-:func:`export_pseudo_labels` reads a COCO-format image set (``POOL_DIR/annotations.json`` +
-``POOL_DIR/images/``; person boxes from its annotations or from a COCO-results detections file),
-labels every person with the teachers and PCM through a *row source* (in this process,
-:func:`pipeline.export.teachers.label_pool_locally`, or Ray Data workers,
-``actors.export_labeler.label_pool_on_ray``), and writes
+:func:`export_pseudo_labels` takes a pool (a folder of images with a person-detection file, or a
+COCO-format image set: :class:`pipeline.export.pool_table.PoolSource`), labels every person with
+the teachers and PCM through a *labeling function* (in this process,
+:func:`pipeline.export.labeling.label_locally`, or a Ray Data actor pool,
+``actors.export_labeler.label_on_ray``), and writes into ``OUT``:
 
-- ``OUT/store/``: the pseudo-label store (one partition for the teachers' epoch);
-- ``OUT/pseudo_labels.json``: COCO person keypoints, a labeled set for ``jobs.train``: one
-  annotation per kept person; keypoint ``v`` is 2 where PCM kept the joint (and it is among the
-  exported joints), else 0 with x = y = 0; ``score`` is the mean confidence of the kept joints;
-  ``bbox`` the pool box;
-- with ``truth`` (the pool has keypoints): ``OUT/quality.json``, OKS AP against the truth of
-  A_t, B_t, their mean and PCM's label, and each joint's accuracy grouped by PCM's position
-  inconsistency (``by_pi``) and by joint type (``by_joint``), see
-  :mod:`pipeline.evaluation.label_accuracy`.
+- ``export.json``: the export's settings (what a resumed export must match) and, once finished,
+  its summary;
+- ``pool/persons.parquet`` and ``pool/images.parquet``: the pool, one row per person / image
+  (:mod:`pipeline.export.pool_table`);
+- ``store/``: the pseudo-label store, one partition for the teachers' epoch, one file per labeled
+  batch (compacted to fewer files at the end where the store supports it);
+- ``pseudo_labels.json``: COCO person keypoints, a labeled set for ``jobs.train``, assembled from
+  the store in one streaming pass (its memory does not grow with the pool): one annotation per
+  person with at least ``min_joints`` kept joints, ``id`` = person_index + 1 (the same in a
+  resumed export); keypoint ``v`` is 2 where PCM kept the joint (and it is among the exported
+  joints), else 0 with x = y = 0; ``score`` is the mean confidence of the kept joints; ``bbox``
+  the pool box;
+- with ``truth`` (the pool's annotations hold keypoints): ``truth/`` side files and
+  ``quality.json``, OKS AP against the truth of A_t, B_t, their mean and PCM's label, and each
+  joint's accuracy grouped by PCM's position inconsistency (``by_pi``) and by joint type
+  (``by_joint``), see :mod:`pipeline.evaluation.label_accuracy`.
+
+Resuming (``resume=True``) skips the persons the store holds already: a crash or a kill loses at
+most the batches in flight and never duplicates a person (see :mod:`pipeline.export.labeling`).
 
 PCM's settings come from :func:`resolve_pcm_settings`: given values, else the training run's
 ``config.yaml``, else ``PCMConfig``'s defaults, so the exported labels are the ones its student saw.
@@ -22,52 +32,55 @@ PCM's settings come from :func:`resolve_pcm_settings`: given values, else the tr
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import resource
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline.config import load_config
-from pipeline.data.image_checks import check_image_files
+from pipeline.data.coco import read_json
 from pipeline.data.skeletons import Skeleton
-from pipeline.data.wild_pool import load_pool
 from pipeline.evaluation.label_accuracy import accuracy_against_truth, format_accuracy_table
 from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results
-from pipeline.export.teachers import ExportOptions, TeacherCheckpoints, TeacherLabeler, label_pool_locally
+from pipeline.export.labeling import LabelPlan, label_locally
+from pipeline.export.pool_table import (
+    IMAGES_FILE,
+    PERSONS_FILE,
+    PoolSource,
+    count_rows,
+    iter_table,
+    write_pool_tables,
+)
+from pipeline.export.teachers import ExportError, ExportOptions, TeacherCheckpoints, teacher_codec
 from pipeline.method.pcm import PCMConfig
-from pipeline.store.atomic_files import write_json_atomic
-from pipeline.store.pseudo_label_store import PseudoLabelRows, PseudoLabelStore
+from pipeline.store.locations import (
+    exists,
+    filesystem_of,
+    join_location,
+    list_files,
+    open_for_writing,
+    read_bytes,
+)
+from pipeline.store.pseudo_label_store import PseudoLabelStore
 
 log = logging.getLogger(__name__)
 
-# (persons, teachers, options, batch size, device) -> (store rows, raw teacher keypoints) per batch
-RowSource = Callable[
-    [list, TeacherCheckpoints, ExportOptions, int, str],
-    Iterator[tuple[PseudoLabelRows, dict[str, np.ndarray]]],
-]
+EXPORT_FILE = "export.json"
+EXPORT_VERSION = 2
 
-
-def load_pool_persons(pool_dir: Path, boxes: str | None, skip_bad: bool) -> tuple[list, dict]:
-    """The pool's persons (boxes from annotations or detections) and its COCO json."""
-    ann = pool_dir / "annotations.json"
-    if not ann.is_file():
-        raise FileNotFoundError(f"{pool_dir}: no annotations.json (a COCO-format image set is expected)")
-    images = pool_dir / "images"
-    if boxes:
-        pool = load_pool(image_dir=images, image_list_json=ann, detections_json=boxes)
-    else:
-        pool = load_pool(image_dir=images, annotations_json=ann)
-    persons = list(pool)
-    if skip_bad:
-        persons, bad = check_image_files(persons, skip_bad=True)
-        if bad:
-            log.warning("%s: skipped %d unreadable image(s)", images, len(bad))
-    return persons, json.loads(ann.read_text())
+# (plan, sorted person indices already written, batch size) -> one summary dict per batch
+LabelFn = Callable[[LabelPlan, np.ndarray, int], Iterator[dict[str, int]]]
+# (pool source, pool directory) -> {"persons": N, "images": M}
+PrepareFn = Callable[[PoolSource, Path], dict[str, int]]
 
 
 def run_config_file(run: str | Path | None, checkpoint: str | Path | None) -> Path | None:
@@ -101,87 +114,249 @@ def resolve_pcm_settings(cfg_file: Path | None, given: Mapping[str, object]) -> 
     return settings
 
 
+def export_settings(source: PoolSource, ckpts: TeacherCheckpoints, options: ExportOptions, **flags) -> dict:
+    """What an export is made of, as plain JSON (a resumed export must match it field by field)."""
+    return {
+        "version": EXPORT_VERSION,
+        "pool": source.describe(),
+        "teachers": str(ckpts.current),
+        "previous_teachers": str(ckpts.previous) if ckpts.previous else None,
+        "epoch": ckpts.epoch,
+        "score_thr": options.score_thr,
+        "pi_thr": options.pi_thr,
+        "pcm_label": options.label,
+        "joints": list(options.joints) if options.joints is not None else None,
+        "min_joints": options.min_joints,
+        "use_previous": options.use_previous,
+        **flags,
+    }
+
+
+def _check_resume(out: str, settings: dict, resume: bool) -> dict | None:
+    """The export record already in ``out`` (None if there is none); ExportError if there is one
+    and ``resume`` is off, or if it was made with other settings (naming the field)."""
+    path = join_location(out, EXPORT_FILE)
+    if not exists(path):
+        if exists(join_location(out, "store")):
+            raise ExportError(f"{out}: holds a store but no {EXPORT_FILE}; choose another --out")
+        return None
+    record = json.loads(read_bytes(path))
+    if not resume:
+        raise ExportError(
+            f"{out}: holds an export already ({path}); pass --resume to finish it, or choose another --out"
+        )
+    for field, value in settings.items():
+        if record.get("settings", {}).get(field) != value:
+            raise ExportError(
+                f"{path}: field {field!r} is {record.get('settings', {}).get(field)!r}, this export has "
+                f"{value!r}; resume with the same settings, or choose another --out"
+            )
+    return record
+
+
+def write_json(location: str, obj: object) -> None:
+    """Compact JSON, written whole (see :func:`pipeline.store.locations.open_for_writing`)."""
+    with open_for_writing(location, "w") as f:
+        json.dump(obj, f, separators=(",", ":"))
+
+
+def written_persons(store: PseudoLabelStore, epoch: int) -> np.ndarray:
+    """Sorted person indices the store's ``epoch`` holds (empty when it holds none)."""
+    if epoch not in store.epochs():
+        return np.zeros(0, np.int64)
+    return np.sort(store.read_epoch(epoch, columns=["person_index"])["person_index"].to_numpy())
+
+
 def export_pseudo_labels(
-    pool_dir: Path,
-    out: Path,
+    out: str | Path,
+    source: PoolSource,
     ckpts: TeacherCheckpoints,
     options: ExportOptions,
     *,
-    boxes: str | None = None,
-    skip_bad_images: bool = False,
     store_heatmaps: bool = True,
     truth: bool = False,
+    resume: bool = False,
+    skip_bad_images: bool = False,
     batch_size: int = 64,
-    device: str = "cpu",
-    rows_of: RowSource = label_pool_locally,
+    device: str = "auto",
+    threads: int = 1,
+    label: LabelFn = label_locally,
+    prepare: PrepareFn = write_pool_tables,
+    rows_per_file: int = 0,
 ) -> dict:
     """Run the export (see the module docstring); returns its summary: persons, exported persons,
-    kept-joint fraction, where the store and the JSON are, wall time and (``truth``) the OKS AP
-    of each label source."""
+    kept-joint fraction, skipped persons, where the store and the JSON are, wall time and
+    (``truth``) the OKS AP of each label source."""
     t0 = time.perf_counter()
-    persons, pool_coco = load_pool_persons(pool_dir, boxes, skip_bad_images)
-    log.info("pool: %d persons in %d images", len(persons), len(pool_coco.get("images", [])))
-    probe = TeacherLabeler(ckpts, options, "cpu")
-    hm_size = tuple(probe.codec.heatmap_size) if store_heatmaps else None
-    store = PseudoLabelStore(out / "store", num_joints=probe.skeleton.num_joints, heatmap_size=hm_size)
-    annotations: list[dict] = []
-    raw: dict[str, list] = {"A_t": [], "B_t": [], "mean_AB": [], "PCM": []}
-    ids: list[np.ndarray] = []
-    box_chunks: list[np.ndarray] = []
-    pis: list[np.ndarray] = []
-    bar = tqdm(total=len(persons), unit="person", desc="export", file=sys.stderr, mininterval=5.0)
-    for key, (rows, teachers) in enumerate(rows_of(persons, ckpts, options, batch_size, device)):
-        if hm_size is None:
-            rows.heatmaps = None
-        store.write_batch(ckpts.epoch, key, rows)
-        annotations += coco_annotations(rows, options.min_joints, first_id=len(annotations) + 1)
-        if truth:
-            ids.append(rows.image_id)
-            box_chunks.append(rows.bbox)
-            pis.append(rows.pi)
-            for k, v in teachers.items():
-                raw[k].append(v)
-            raw["PCM"].append(rows.kpts_corrected)
-        bar.update(len(rows.image_id))
+    if truth and source.annotations is None:
+        raise ExportError("--truth needs the pool's annotations (keypoints) to measure against")
+    settings = export_settings(source, ckpts, options, store_heatmaps=store_heatmaps, truth=truth)
+    out = str(out)
+    record = _check_resume(out, settings, resume)
+    pool_dir = join_location(out, "pool")
+    if record is None or not exists(join_location(pool_dir, PERSONS_FILE)):
+        counts = prepare(source, pool_dir)
+        write_json(join_location(out, EXPORT_FILE), {"settings": settings, "pool": counts, "complete": False})
+    codec, skeleton = teacher_codec(ckpts)
+    plan = LabelPlan(
+        persons=join_location(pool_dir, PERSONS_FILE),
+        image_root=Path(source.images).absolute(),
+        store=join_location(out, "store"),
+        truth_dir=join_location(out, "truth") if truth else None,
+        ckpts=ckpts,
+        options=options,
+        codec=codec,
+        skeleton=skeleton,
+        store_heatmaps=store_heatmaps,
+        skip_bad_images=skip_bad_images,
+        device=device,
+        threads=threads,
+    )
+    store = plan.open_store()
+    total = count_rows(plan.persons)
+    done = written_persons(store, ckpts.epoch)
+    if len(done):
+        log.info("resuming: %d of %d persons are labeled already", len(done), total)
+    bar = tqdm(total=total, initial=len(done), unit="person", desc="export", file=sys.stderr, mininterval=5.0)
+    skipped = 0
+    for batch in label(plan, done, batch_size):
+        skipped += batch["skipped"]
+        bar.update(batch["rows"] + batch["skipped"])
     bar.close()
-    coco = {
-        "images": pool_coco.get("images", []),
-        "annotations": annotations,
-        "categories": pool_coco.get("categories") or [{"id": 1, "name": "person"}],
-        "info": {
-            "description": "SSPCM pseudo labels (PCM-corrected)",
-            "teachers": str(ckpts.current),
-            "previous_teachers": str(ckpts.previous) if ckpts.previous else None,
-            "score_thr": options.score_thr,
-            "pi_thr": options.pi_thr,
-            "pcm_label": options.label,
-        },
+    written = written_persons(store, ckpts.epoch)
+    if len(np.unique(written)) != len(written):
+        raise ExportError(f"{plan.store}: a person is stored twice (epoch {ckpts.epoch})")
+    compact = getattr(store, "compact", None)
+    if compact is not None and len(written):
+        compact(ckpts.epoch, rows_per_file=rows_per_file or None)
+    info = {
+        "description": "SSPCM pseudo labels (PCM-corrected)",
+        **{k: settings[k] for k in ("teachers", "previous_teachers", "score_thr", "pi_thr", "pcm_label")},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "pseudo_labels.json", coco)
-    kept = sum(a["num_keypoints"] for a in annotations)
+    counts = write_coco_json(
+        join_location(out, "pseudo_labels.json"),
+        store,
+        ckpts.epoch,
+        join_location(pool_dir, IMAGES_FILE),
+        skeleton,
+        options.min_joints,
+        info,
+    )
     summary = {
-        "persons": len(persons),
-        "exported_persons": len(annotations),
-        "kept_joint_fraction": kept / max(len(persons) * probe.skeleton.num_joints, 1),
-        "store": str(out / "store"),
-        "json": str(out / "pseudo_labels.json"),
+        "persons": total,
+        "labeled_persons": int(len(written)),
+        "skipped_persons": int(total - len(written)),
+        "exported_persons": counts["annotations"],
+        "kept_joint_fraction": counts["kept_joints"] / max(total * skeleton.num_joints, 1),
+        "store": join_location(out, "store"),
+        "json": join_location(out, "pseudo_labels.json"),
         "wall_s": round(time.perf_counter() - t0, 2),
+        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     if truth:
-        image_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-        quality = {}
-        for name, chunks in raw.items():
-            res = keypoint_results(image_ids, np.concatenate(chunks))
-            stats = coco_keypoint_eval(pool_dir / "annotations.json", res, sigmas=probe.skeleton.sigmas_array)
-            quality[name] = {"AP": stats["AP"], "AP50": stats["AP50"], "AP75": stats["AP75"]}
-        summary["quality_AP"] = {k: v["AP"] for k, v in quality.items()}
-        log.info("pseudo labels vs truth (OKS AP): %s", summary["quality_AP"])
-        by_pi, by_joint = joint_accuracy(image_ids, box_chunks, pis, raw, pool_coco, probe.skeleton)
-        quality["by_pi"], quality["by_joint"] = by_pi, by_joint
-        write_json_atomic(out / "quality.json", quality)
-    log.info("wrote %s (%d persons) and %s", out / "pseudo_labels.json", len(annotations), out / "store")
+        summary["quality_AP"] = measure_quality(out, store, ckpts.epoch, Path(source.annotations), skeleton)
+    write_json(join_location(out, EXPORT_FILE), {"settings": settings, "summary": summary, "complete": True})
+    log.info("wrote %s (%d persons) and %s", summary["json"], counts["annotations"], summary["store"])
     return summary
+
+
+def write_coco_json(
+    path: str,
+    store: PseudoLabelStore,
+    epoch: int,
+    images_table: str,
+    skeleton: Skeleton,
+    min_joints: int,
+    info: dict,
+) -> dict[str, int]:
+    """Write the COCO keypoints file from the store in one streaming pass (one store file and
+    one batch of images in memory at a time), atomically; returns the annotation and kept-joint
+    counts."""
+    category = {
+        "id": 1,
+        "name": "person",
+        "supercategory": "person",
+        "keypoints": list(skeleton.joint_names),
+        "skeleton": [[skeleton.index(a) + 1, skeleton.index(b) + 1] for a, b in skeleton.edges],
+    }
+    counts = {"annotations": 0, "kept_joints": 0}
+    columns = ["image_id", "person_index", "bbox", "kpts_corrected", "weights"]
+    k = skeleton.num_joints
+    with open_for_writing(path, "w") as f:
+        f.write(f'{{"info":{json.dumps(info)},"categories":[{json.dumps(category)}],"images":[')
+        sep = ""
+        for batch in iter_table(images_table, 4096):
+            for img in batch.to_pylist():
+                entry = {"id": img["image_id"], "file_name": img["file_name"]}
+                if img["width"] is not None:
+                    entry.update(width=img["width"], height=img["height"])
+                f.write(sep + json.dumps(entry, separators=(",", ":")))
+                sep = ","
+        f.write('],"annotations":[')
+        sep = ""
+        for file in store.files(epoch) if epoch in store.epochs() else []:
+            for t in _record_batches(file, columns):
+                weights = np.stack(t["weights"].to_numpy(zero_copy_only=False))
+                kpts = np.stack(t["kpts_corrected"].to_numpy(zero_copy_only=False)).reshape(-1, k, 3)
+                boxes = np.stack(t["bbox"].to_numpy(zero_copy_only=False))
+                for ann in coco_annotations(
+                    t["image_id"].to_numpy(), t["person_index"].to_numpy(), boxes, kpts, weights, min_joints
+                ):
+                    f.write(sep + json.dumps(ann, separators=(",", ":")))
+                    sep = ","
+                    counts["annotations"] += 1
+                    counts["kept_joints"] += ann["num_keypoints"]
+        f.write("]}")
+    return counts
+
+
+def _record_batches(file: str | Path, columns: list[str], rows: int = 4096) -> Iterator[pa.Table]:
+    """A store file (local path or URI) as tables of at most ``rows`` rows (none empty), read one
+    at a time."""
+    fs, path = filesystem_of(file)
+    with fs.open_input_file(path) as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=rows, columns=columns):
+            if batch.num_rows:
+                yield pa.Table.from_batches([batch])
+
+
+def measure_quality(
+    out: str, store: PseudoLabelStore, epoch: int, truth_ann: Path, skeleton: Skeleton
+) -> dict:
+    """OKS AP against the pool's truth of A_t, B_t, their mean and PCM's label, and the joint
+    tables (written to ``out/quality.json``); holds the pool's labels in memory (a measurement on
+    a pool with ground truth, not a step of a large export)."""
+    rows = store.read_rows(epoch)
+    order = np.argsort(rows.person_index)
+    side = pa.concat_tables(
+        [pq.read_table(io.BytesIO(read_bytes(f))) for f in list_files(join_location(out, "truth"), "part-")]
+    )
+    index = side["person_index"].to_numpy()
+    mean_ab = np.stack(side["kpts_mean_ab"].to_numpy(zero_copy_only=False)).reshape(len(index), -1, 3)
+    _, last = np.unique(index[::-1], return_index=True)  # one side row per person (the latest)
+    keep = len(index) - 1 - last
+    by_person = dict(zip(index[keep].tolist(), keep.tolist()))
+    persons = rows.person_index[order]
+    raw = {
+        "A_t": rows.kpts_a[order],
+        "B_t": rows.kpts_b[order],
+        "mean_AB": mean_ab[[by_person[int(p)] for p in persons]],
+        "PCM": rows.kpts_corrected[order],
+    }
+    image_ids = rows.image_id[order]
+    quality = {}
+    for name, kpts in raw.items():
+        stats = coco_keypoint_eval(truth_ann, keypoint_results(image_ids, kpts), sigmas=skeleton.sigmas_array)
+        quality[name] = {"AP": stats["AP"], "AP50": stats["AP50"], "AP75": stats["AP75"]}
+    aps = {k: v["AP"] for k, v in quality.items()}
+    log.info("pseudo labels vs truth (OKS AP): %s", aps)
+    raw_chunks = {k: [v] for k, v in raw.items()}
+    by_pi, by_joint = joint_accuracy(
+        image_ids, [rows.bbox[order]], [rows.pi[order]], raw_chunks, read_json(truth_ann), skeleton
+    )
+    quality["by_pi"], quality["by_joint"] = by_pi, by_joint
+    write_json(join_location(out, "quality.json"), quality)
+    return aps
 
 
 def joint_accuracy(
@@ -207,36 +382,40 @@ def joint_accuracy(
     return bins, joints
 
 
-def coco_annotations(rows: PseudoLabelRows, min_joints: int, first_id: int) -> list[dict]:
-    """COCO person annotations of the rows with at least ``min_joints`` kept joints.
+def coco_annotations(
+    image_id: np.ndarray,
+    person_index: np.ndarray,
+    bbox: np.ndarray,
+    kpts: np.ndarray,
+    weights: np.ndarray,
+    min_joints: int,
+) -> Iterator[dict]:
+    """COCO person annotations of the persons with at least ``min_joints`` kept joints.
 
-    Keypoints: corrected (x, y) with v = 2 where the PCM weight is > 0, else (0, 0, 0);
-    ``score`` = mean corrected confidence of the kept joints; ids from ``first_id`` on.
+    Args: (N,) ids and pool positions, (N, 4) xywh boxes, (N, K, 3) corrected keypoints and
+    (N, K) PCM weights, image space. Keypoints: (x, y, 2) where the weight is > 0, else (0, 0, 0);
+    ``score`` = mean corrected confidence of the kept joints; ``id`` = person_index + 1.
     """
-    anns = []
-    kept = rows.weights > 0
-    for i in range(len(rows.image_id)):
+    kept = weights > 0
+    for i in range(len(image_id)):
         k = int(kept[i].sum())
         if k < max(min_joints, 1):
             continue
         kp = np.zeros((kept.shape[1], 3), dtype=np.float64)
-        kp[kept[i], :2] = rows.kpts_corrected[i, kept[i], :2]
+        kp[kept[i], :2] = kpts[i, kept[i], :2]
         kp[kept[i], 2] = 2
-        x, y, w, h = (float(v) for v in rows.bbox[i])
-        anns.append(
-            {
-                "id": first_id + len(anns),
-                "image_id": int(rows.image_id[i]),
-                "category_id": 1,
-                "bbox": [x, y, w, h],
-                "area": w * h,
-                "iscrowd": 0,
-                "num_keypoints": k,
-                "keypoints": [round(float(v), 2) for v in kp.reshape(-1)],
-                "score": float(rows.kpts_corrected[i, kept[i], 2].mean()),
-            }
-        )
-    return anns
+        x, y, w, h = (float(v) for v in bbox[i])
+        yield {
+            "id": int(person_index[i]) + 1,
+            "image_id": int(image_id[i]),
+            "category_id": 1,
+            "bbox": [x, y, w, h],
+            "area": w * h,
+            "iscrowd": 0,
+            "num_keypoints": k,
+            "keypoints": [round(float(v), 2) for v in kp.reshape(-1)],
+            "score": float(kpts[i, kept[i], 2].mean()),
+        }
 
 
 def keypoint_results(image_ids: np.ndarray, kpts: np.ndarray) -> list[dict]:

@@ -2,17 +2,15 @@
 
 The teachers are a run's latest checkpoint (A_t, B_t) and, for PCM's four pairs, the checkpoint
 of the epoch before (A_{t-1}, B_{t-1}). Each pool person is seen in its un-augmented box view
-(the evaluation view, :class:`BoxViews`), exactly as PCM sees an easy view during training;
-keypoints go back to image coordinates through the view matrix. :class:`TeacherLabeler` turns a
-batch of box views into pseudo-label store rows; :func:`label_pool_locally` runs it over a pool
-in this process (``actors.export_labeler`` runs the same labeler in Ray Data workers).
+(the evaluation view, :func:`pipeline.export.labeling.read_views`), exactly as PCM sees an easy
+view during training; keypoints go back to image coordinates through the view matrix.
+:class:`TeacherLabeler` turns a batch of box views into pseudo-label store rows.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +18,11 @@ import numpy as np
 import torch
 
 from pipeline.data.skeletons import Skeleton
-from pipeline.data.topdown import EvalDataset
-from pipeline.evaluation.checkpoint_eval import load_checkpoint_network
+from pipeline.evaluation.checkpoint_eval import codec_from_state, load_checkpoint_network, skeleton_from_state
 from pipeline.geometry.heatmaps import HeatmapCodec
 from pipeline.method.pcm import PCMConfig, correct_pseudo_labels
 from pipeline.method.pseudo_labels import PseudoLabelConfig, PseudoLabeler
-from pipeline.store.checkpoints import list_checkpoints
+from pipeline.store.checkpoints import list_checkpoints, load_network_file
 from pipeline.store.pseudo_label_store import PseudoLabelRows
 
 log = logging.getLogger(__name__)
@@ -180,35 +177,7 @@ class TeacherLabeler:
         return rows, {"A_t": kpts_a, "B_t": kpts_b, "mean_AB": mean_ab}
 
 
-class BoxViews(torch.utils.data.Dataset):
-    """The box views of pool persons: ``EvalDataset`` items (``images`` (3,H,W) input space,
-    ``matrix`` (2,3) image -> input, ``image_id``, ...) plus ``index`` (pool position), ``bbox``
-    (4,) xywh image space and ``image_file`` (the image's file name)."""
-
-    def __init__(self, persons: list, labeler: TeacherLabeler):
-        self.persons = persons
-        self.views = EvalDataset(persons, labeler.codec, labeler.skeleton)
-
-    def __len__(self) -> int:
-        return len(self.persons)
-
-    def __getitem__(self, i: int) -> dict:
-        item = self.views[i]
-        p = self.persons[i]
-        return {
-            **item,
-            "index": i,
-            "bbox": torch.as_tensor(np.asarray(p.bbox_xywh, dtype=np.float32)),
-            "image_file": Path(str(p.image_path)).name,
-        }
-
-
-def label_pool_locally(
-    persons: list, ckpts: TeacherCheckpoints, options: ExportOptions, batch_size: int, device: str
-) -> Iterator[tuple[PseudoLabelRows, dict[str, np.ndarray]]]:
-    """Label ``persons`` batch by batch in this process: (store rows, raw teacher keypoints) as
-    :meth:`TeacherLabeler.label_batch` returns them, in pool order."""
-    labeler = TeacherLabeler(ckpts, options, device)
-    loader = torch.utils.data.DataLoader(BoxViews(persons, labeler), batch_size=batch_size, shuffle=False)
-    for batch in loader:
-        yield labeler.label_batch(batch)
+def teacher_codec(ckpts: TeacherCheckpoints) -> tuple[HeatmapCodec, Skeleton]:
+    """The teachers' codec and skeleton, read from teacher B's file (no network is built)."""
+    state = load_network_file(ckpts.current / f"{TEACHERS[1]}.pt")
+    return codec_from_state(state), skeleton_from_state(state)

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -108,9 +109,30 @@ def test_folder_pool_with_file_name_detections(tmp_path):
     with pytest.raises(IndexError):
         pool[2]
 
+    # "file_name" names the image as well as a string "image_id" does
+    by_name = [{k: v for k, v in d.items() if k != "image_id"} | {"file_name": d["image_id"]} for d in dets]
+    det_path.write_text(json.dumps(by_name))
+    again = load_pool(image_dir=folder, detections_json=det_path)
+    np.testing.assert_array_equal(again.image_ids, pool.image_ids)
+    np.testing.assert_array_equal(again.boxes, pool.boxes)
+
     det_path.write_text(json.dumps([{**dets[0], "image_id": 785}]))
+    with pytest.raises(AnnotationError, match="'image_id' 785 is not a pool image"):
+        load_pool(image_dir=folder, detections_json=det_path)
+    det_path.write_text(json.dumps([{**dets[0], "image_id": 7.5}]))
     with pytest.raises(AnnotationError, match="detection 0: field 'image_id' must be a file name"):
         load_pool(image_dir=folder, detections_json=det_path)
+
+
+def test_folder_pool_detections_by_the_number_in_the_file_name(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("000000000139.jpg", "000000000785.jpg"):
+        cv2.imwrite(str(folder / name), np.zeros((40, 30, 3), np.uint8))
+    dets = [{"image_id": 785, "category_id": 1, "bbox": [1, 2, 10, 20], "score": 0.5}]
+    (tmp_path / "d.json").write_text(json.dumps(dets))
+    pool = load_pool(image_dir=folder, detections_json=tmp_path / "d.json")
+    assert len(pool) == 1 and pool[0].image_path.endswith("000000000785.jpg") and pool[0].image_id == 2
 
 
 @pytest.mark.parametrize(
