@@ -166,6 +166,10 @@ class TrainConfig:
     # Where checkpoints go: None = <out_dir>/checkpoints; or a local path or a pyarrow filesystem
     # URI (file:///abs/dir, s3://bucket/prefix, gs://...) so a cluster's checkpoints outlive its nodes.
     checkpoint_uri: str | None = None
+    # Checkpoints kept: the newest N, plus the newest one of the epoch before the latest (the
+    # previous-epoch teachers an export's PCM uses); older ones are deleted once a new one is
+    # complete. 0 = keep every checkpoint.
+    keep_checkpoints: int = 3
     eval_every_epochs: int = 0  # 0 = only at the end
     # torch.use_deterministic_algorithms in every network (bitwise-repeatable CPU runs).
     deterministic: bool = False
@@ -237,6 +241,10 @@ class Config:
             raise ConfigError(
                 f"method.store_rows_per_file must be >= 0 (0 = one file per writer and epoch), "
                 f"got {self.method.store_rows_per_file}"
+            )
+        if self.train.keep_checkpoints < 0:
+            raise ConfigError(
+                f"train.keep_checkpoints must be >= 0 (0 = keep all), got {self.train.keep_checkpoints}"
             )
         n = self.resources.data_parallel
         if n < 1:

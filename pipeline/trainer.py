@@ -184,7 +184,10 @@ class Trainer:
             "method": self.cfg.method.name,
             "seed": self.cfg.train.seed,
         }
-        return checkpoint_store(self.cfg).save(self.global_step, states, trainer_state, self.cfg)
+        store = checkpoint_store(self.cfg)
+        location = store.save(self.global_step, states, trainer_state, self.cfg)
+        store.prune(self.cfg.train.keep_checkpoints)
+        return location
 
     # ---- loop ----------------------------------------------------------------------
     def _local_batches(self, kind: str, dataset, order: list[list[int]]) -> Iterator[dict]:

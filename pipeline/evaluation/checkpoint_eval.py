@@ -21,8 +21,9 @@ from pipeline.data.coco import load_coco_persons
 from pipeline.data.image_checks import check_image_files
 from pipeline.data.skeletons import Skeleton, get_skeleton, skeleton_for_num_joints
 from pipeline.data.topdown import EvalDataset
+from pipeline.data.wild_pool import load_pool
 from pipeline.evaluation.inference import PredictFn, model_predict_fn, predict_keypoints
-from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results, write_results
+from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results, oks_nms, write_results
 from pipeline.geometry.heatmaps import HeatmapCodec
 from pipeline.models import build_model
 from pipeline.store.checkpoints import load_network_file, resolve_network_checkpoint
@@ -163,6 +164,71 @@ def evaluate_checkpoint(
         [model_predict_fn(net.model, device)], ds, net.codec, batch_size=batch_size, flip_indices=flip
     )
     results = make_keypoint_results(pred["image_ids"], pred["kpts_img"], pred["box_scores"])
+    if results_out:
+        write_results(results, results_out)
+    return coco_keypoint_eval(ann, results, sigmas=net.skeleton.sigmas_array)
+
+
+@dataclass(frozen=True)
+class DetectionProtocol:
+    """Evaluation on detected person boxes, as the top-down papers (SimpleBaseline, HRNet) do.
+
+    Attributes:
+        box_score_thr: detections scoring below this are left out.
+        keypoint_score_thr: a person's score is its box score times the mean of its keypoint
+            scores above this (rescoring).
+        oks_nms_thr: OKS non-maximum suppression per image: a person whose OKS with a kept,
+            higher-scoring person exceeds this is dropped.
+    """
+
+    box_score_thr: float = 0.0
+    keypoint_score_thr: float = 0.2
+    oks_nms_thr: float = 0.9
+
+    def describe(self) -> str:
+        return (
+            f"detected boxes (box score >= {self.box_score_thr:g}, rescoring by keypoint scores "
+            f"> {self.keypoint_score_thr:g}, OKS-NMS {self.oks_nms_thr:g}), every ground-truth image"
+        )
+
+
+def evaluate_on_detections(
+    checkpoint: str,
+    ann: str,
+    images: str,
+    boxes: str,
+    *,
+    protocol: DetectionProtocol = DetectionProtocol(),
+    role: str = "student",
+    flip_test: bool = False,
+    decode: str | None = None,
+    batch_size: int = 64,
+    skip_bad_images: bool = False,
+    results_out: str | None = None,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """COCOeval stats of one saved network on the person detections of ``boxes`` (COCO results
+    format, over the images of ``ann``): top-down predictions in each box, rescored, OKS-NMS per
+    image, scored on every ground-truth image of ``ann``."""
+    path = resolve_network_checkpoint(checkpoint, role)
+    net = load_checkpoint_network(path, device, decode)
+    log.info("evaluating %s on the detections of %s: %s", path, boxes, protocol.describe())
+    pool = load_pool(
+        image_dir=images, image_list_json=ann, detections_json=boxes, min_box_score=protocol.box_score_thr
+    )
+    persons, _ = check_image_files(list(pool), skip_bad=skip_bad_images)
+    ds = EvalDataset(persons, net.codec, net.skeleton)
+    flip = net.skeleton.flip_indices if flip_test else None
+    pred = predict_keypoints(
+        [model_predict_fn(net.model, device)], ds, net.codec, batch_size=batch_size, flip_indices=flip
+    )
+    results = make_keypoint_results(
+        pred["image_ids"], pred["kpts_img"], pred["box_scores"], score_thr=protocol.keypoint_score_thr
+    )
+    areas = [float(p.bbox_xywh[2] * p.bbox_xywh[3]) for p in persons]
+    keep = oks_nms(results, areas, net.skeleton.sigmas_array, protocol.oks_nms_thr)
+    log.info("%d detections -> %d persons after OKS-NMS", len(results), len(keep))
+    results = [results[i] for i in keep]
     if results_out:
         write_results(results, results_out)
     return coco_keypoint_eval(ann, results, sigmas=net.skeleton.sigmas_array)

@@ -25,6 +25,7 @@ from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_result
 from pipeline.geometry.heatmaps import HeatmapCodec, heatmap_to_image
 from pipeline.method.pcm import PCMConfig, correct_pseudo_labels, pcm_statistics
 from pipeline.models import build_model
+from pipeline.store.checkpoints import load_network_file
 
 
 def pseudo_label_quality(
@@ -51,7 +52,7 @@ def pseudo_label_quality(
     models = {}
     for tag, ckpt in (("t", ckpts[-1]), ("prev", ckpts[-2])):
         for role in ("teacher_a", "teacher_b"):
-            state = torch.load(ckpt / f"{role}.pt", weights_only=False)
+            state = load_network_file(ckpt / f"{role}.pt")
             m = build_model(state["spec"]["model_name"], state["spec"]["num_joints"])
             m.load_state_dict(state["model"])
             models[f"{role}_{tag}"] = m.eval()

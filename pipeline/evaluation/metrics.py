@@ -72,6 +72,40 @@ def make_keypoint_results(
     ]
 
 
+def oks_nms(
+    results: list[dict], areas: Sequence[float], sigmas: Sequence[float], thr: float = 0.9
+) -> list[int]:
+    """OKS non-maximum suppression of the top-down papers, image by image.
+
+    Within an image, results are taken by descending score; one is dropped when its keypoints
+    have an OKS above ``thr`` with a result already kept (``areas``: each result's object scale,
+    its detection box's w * h, image px^2; ``sigmas``: (K,) OKS sigmas). Returns the indices
+    kept, in input order.
+    """
+    var = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    by_image: dict[int, list[int]] = {}
+    for i, r in enumerate(results):
+        by_image.setdefault(r["image_id"], []).append(i)
+    kept: list[int] = []
+    for idx in by_image.values():
+        idx = sorted(idx, key=lambda i: -results[i]["score"])
+        kpts = np.asarray([results[i]["keypoints"] for i in idx], dtype=np.float64).reshape(len(idx), -1, 3)
+        area = np.asarray([areas[i] for i in idx], dtype=np.float64)
+        alive = np.ones(len(idx), bool)
+        for a in range(len(idx)):
+            if not alive[a]:
+                continue
+            kept.append(idx[a])
+            rest = np.flatnonzero(alive[a + 1 :]) + a + 1
+            if not len(rest):
+                continue
+            d2 = ((kpts[rest, :, :2] - kpts[a, None, :, :2]) ** 2).sum(-1)
+            scale = (area[a] + area[rest])[:, None] / 2 + np.spacing(1)
+            oks = np.exp(-d2 / var[None] / scale / 2).mean(axis=1)
+            alive[rest[oks > thr]] = False
+    return sorted(kept)
+
+
 def write_results(results: list[dict], path: str | Path) -> None:
     """Write a COCO results JSON atomically (temporary file then rename)."""
     with atomic_write(path, "w") as f:
@@ -149,8 +183,9 @@ def coco_keypoint_eval(
         ann: ground-truth annotation file (or a loaded ``COCO``).
         results: COCO keypoint results (list or path to a JSON file).
         sigmas: (K,) OKS sigmas; default: the skeleton with the category's joint count.
-        image_ids: images to evaluate; default: every image the results mention (so a
-            prediction set over part of a file is scored on that part only).
+        image_ids: images to evaluate; default: every image of ``ann``, as pycocotools, mmpose
+            and the HRNet code evaluate (an image with ground truth but no result counts, its
+            persons as misses).
 
     Returns:
         ``{"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}`` floats.
@@ -179,9 +214,8 @@ def coco_keypoint_eval(
         dt = coco.loadRes(results)
         ev = COCOeval(coco, dt, iouType="keypoints")
         ev.params.kpt_oks_sigmas = sig
-        ev.params.imgIds = sorted(
-            set(image_ids) if image_ids is not None else {r["image_id"] for r in results}
-        )
+        if image_ids is not None:
+            ev.params.imgIds = sorted(set(image_ids))  # else pycocotools' own: every image of ``ann``
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

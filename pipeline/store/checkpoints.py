@@ -26,7 +26,9 @@ import io
 import json
 import logging
 import os
+import pickle
 from pathlib import Path
+from typing import IO
 
 import pyarrow.fs as pafs
 import torch
@@ -167,6 +169,43 @@ class CheckpointStore:
         log.info("checkpoint written: %s", location)
         return location
 
+    def prune(self, keep: int) -> list[str]:
+        """Delete complete checkpoints beyond the newest ``keep`` (0 = keep all), keeping also the
+        newest checkpoint of the epoch before the newest one's (an export's previous-epoch
+        teachers). A checkpoint's ``_COMPLETE`` marker (and ``trainer_state.json``, which marks
+        a complete checkpoint of the older layout) go first, so a pruning that stops midway
+        leaves a directory no reader lists (the next save or prune removes it). Returns the
+        deleted locations."""
+        if keep <= 0:
+            return []
+        done = self.list()
+        kept = set(done[-keep:])
+        epochs = {c: self._epoch_of(c) for c in done}
+        newest_epoch = epochs[done[-1]] if done else None
+        earlier = [c for c in done if newest_epoch is not None and epochs[c] < newest_epoch]
+        if earlier:
+            last_epoch = max(epochs[c] for c in earlier)
+            kept.add([c for c in earlier if epochs[c] == last_epoch][-1])
+        removed = []
+        for ckpt in done:
+            if ckpt in kept:
+                continue
+            path = self._fs_dir(ckpt)
+            for name in (COMPLETE_MARKER, TRAINER_STATE):  # unlisted first (see ``list``), then gone
+                if self.fs.get_file_info(f"{path}/{name}").type == pafs.FileType.File:
+                    self.fs.delete_file(f"{path}/{name}")
+            self._delete_dir_if_exists(path)
+            removed.append(ckpt)
+        if removed:
+            log.info("removed %d old checkpoint(s) (train.keep_checkpoints=%d)", len(removed), keep)
+        return removed
+
+    def _epoch_of(self, ckpt: str) -> int:
+        try:
+            return int(self.load_trainer_state(ckpt).get("epoch", -1))
+        except (FileNotFoundError, ValueError):
+            return -1
+
     # ---- reading -------------------------------------------------------------------
     def read_bytes(self, ckpt: str | Path, filename: str) -> bytes:
         """One file of a checkpoint (given by location or directory name)."""
@@ -179,7 +218,7 @@ class CheckpointStore:
     def load_network_state(self, ckpt: str | Path, role: str) -> dict:
         """``<role>.pt`` of a checkpoint, tensors on CPU."""
         data = self.read_bytes(ckpt, f"{role}.pt")
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        return load_tensors(io.BytesIO(data), join_location(ckpt, f"{role}.pt"))
 
     def load_trainer_state(self, ckpt: str | Path) -> dict:
         """``trainer_state.json`` of a checkpoint."""
@@ -221,6 +260,29 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint file that holds more than tensors and plain types (the message names it)."""
+
+
+def load_tensors(source: str | Path | IO[bytes], name: str) -> dict:
+    """``torch.load(weights_only=True)`` on CPU: tensors, numbers, strings, lists, dicts and tuples
+    only, so a checkpoint from elsewhere cannot run code while it is read. A file that holds
+    anything else (a pickled class, a function) raises :class:`UnsafeCheckpointError` naming
+    ``name`` and what torch refused."""
+    try:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).strip().splitlines()
+        why = next((line for line in reason if "Unsupported" in line or "global" in line.lower()), reason[0])
+        raise UnsafeCheckpointError(
+            f"{name}: refused by torch.load(weights_only=True): {why.strip()} (a checkpoint must hold "
+            "tensors and plain types only; load it only if you trust its source, and re-save its state dict)"
+        ) from None
+    if not isinstance(state, dict):
+        raise UnsafeCheckpointError(f"{name}: holds a {type(state).__name__}, not a dict of tensors")
+    return state
+
+
 def load_network_file(path: str | Path) -> dict:
     """Load one ``<role>.pt`` file (CPU); ``path`` is a local path or a URI."""
     if is_uri(path):
@@ -228,12 +290,12 @@ def load_network_file(path: str | Path) -> dict:
         if fs.get_file_info(fs_path).type != pafs.FileType.File:
             raise FileNotFoundError(f"checkpoint file not found: {path}")
         with fs.open_input_stream(fs_path) as f:
-            state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
+            state = load_tensors(io.BytesIO(f.read()), str(path))
     else:
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"checkpoint file not found: {p}")
-        state = torch.load(p, map_location="cpu", weights_only=False)
+        state = load_tensors(p, str(p))
     for key in ("spec", "model"):
         if key not in state:
             raise ValueError(f"{path}: not a network checkpoint (missing field {key!r})")

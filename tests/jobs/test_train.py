@@ -53,7 +53,7 @@ def test_final_state_is_saved_without_epoch_checkpoints(synthetic_data, tmp_path
 
 def _student_weights(run_dir):
     ckpts = sorted((run_dir / "checkpoints").iterdir())
-    return torch.load(ckpts[-1] / "student.pt", weights_only=False)["model"]
+    return torch.load(ckpts[-1] / "student.pt", weights_only=True)["model"]
 
 
 def test_resume_reaches_the_same_weights(synthetic_data, tmp_path):
@@ -86,8 +86,8 @@ def test_resume_from_a_mid_epoch_checkpoint(synthetic_data, tmp_path):
     assert (state["epoch"], state["step_in_epoch"]) == (1, 1)
     train_main(_args(synthetic_data, part, "sspcm", [*common, "--optim.epochs=2", "--resume"]))
     for role in ("teacher_a", "teacher_b", "student"):
-        a = torch.load(full / "checkpoints" / "step_00000006" / f"{role}.pt", weights_only=False)
-        b = torch.load(part / "checkpoints" / "step_00000006" / f"{role}.pt", weights_only=False)
+        a = torch.load(full / "checkpoints" / "step_00000006" / f"{role}.pt", weights_only=True)
+        b = torch.load(part / "checkpoints" / "step_00000006" / f"{role}.pt", weights_only=True)
         for k in a["model"]:
             torch.testing.assert_close(
                 a["model"][k], b["model"][k], msg=lambda m, k=k, r=role: f"{r} {k}: {m}"
@@ -108,7 +108,7 @@ def test_semi_supervised_methods_run(synthetic_data, tmp_path, method):
         roles = {p.name for p in (out / "checkpoints" / "step_00000004").glob("*.pt")}
         assert roles == {"teacher_a.pt", "teacher_b.pt", "student.pt"}
         # snapshot mode: the previous-epoch copies are checkpointed from epoch 1 on
-        st = torch.load(out / "checkpoints" / "step_00000004" / "teacher_a.pt", weights_only=False)
+        st = torch.load(out / "checkpoints" / "step_00000004" / "teacher_a.pt", weights_only=True)
         assert st["previous"] is not None
 
 

@@ -202,3 +202,52 @@ def test_training_writes_to_and_resumes_from_a_uri(synthetic_data, tmp_path):
     assert latest == f"{uri}/step_00000004"
     assert load_trainer_state(latest)["epoch"] == 2
     assert not (out / "checkpoints").exists()
+
+
+class _AnyObject:
+    """A pickled object of a class: what a checkpoint from elsewhere could smuggle in."""
+
+
+def test_a_checkpoint_holding_objects_is_refused_by_name(tmp_path):
+    import torch
+
+    from pipeline.store.checkpoints import UnsafeCheckpointError, load_network_file, load_network_state
+
+    ckpt = tmp_path / "step_00000001"
+    ckpt.mkdir()
+    state = {"spec": {"model_name": "tiny", "num_joints": 17}, "model": {"w": torch.zeros(2)}}
+    torch.save(state, ckpt / "student.pt")
+    assert load_network_file(ckpt / "student.pt")["model"]["w"].shape == (2,)  # tensors and plain types
+    torch.save({**state, "extra": _AnyObject()}, ckpt / "teacher_a.pt")
+    with pytest.raises(
+        UnsafeCheckpointError, match=r"teacher_a\.pt: refused by torch\.load\(weights_only=True\)"
+    ):
+        load_network_file(ckpt / "teacher_a.pt")
+    with pytest.raises(UnsafeCheckpointError, match=r"teacher_a\.pt"):
+        load_network_state(ckpt.as_uri(), "teacher_a")
+
+
+def test_retention_keeps_the_newest_and_the_previous_epochs_checkpoint(tmp_path):
+    import torch
+
+    from pipeline.config import Config, ConfigError, load_config
+    from pipeline.store.checkpoints import CheckpointStore
+
+    store = CheckpointStore(tmp_path / "checkpoints")
+    steps_epochs = [(0, 0), (2, 1), (4, 2), (6, 3), (7, 3), (8, 3)]
+    for step, epoch in steps_epochs:
+        store.save(step, {"student": {"w": torch.zeros(1)}}, {"epoch": epoch, "global_step": step}, Config())
+        removed = store.prune(2)
+        assert all(r not in store.list() for r in removed)
+    names = [p.rsplit("/", 1)[-1] for p in store.list()]
+    assert names == ["step_00000004", "step_00000007", "step_00000008"]  # + epoch 2's newest
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == names  # nothing left behind
+    assert store.prune(0) == []  # 0 keeps everything
+
+    # a pruning stopped after unlisting: the directory is not a checkpoint any more
+    (tmp_path / "checkpoints" / "step_00000004" / "_COMPLETE").unlink()
+    (tmp_path / "checkpoints" / "step_00000004" / "trainer_state.json").unlink()
+    assert [p.rsplit("/", 1)[-1] for p in store.list()] == ["step_00000007", "step_00000008"]
+
+    with pytest.raises(ConfigError, match="train.keep_checkpoints"):
+        load_config(None, ["train.keep_checkpoints=-1"])

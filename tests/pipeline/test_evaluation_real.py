@@ -72,13 +72,70 @@ def test_numbers_equal_pycocotools_to_1e9(real_data):
     ours = coco_keypoint_eval(ann, results)
     with contextlib.redirect_stdout(io.StringIO()):
         ev = COCOeval(coco, coco.loadRes(results), iouType="keypoints")
-        ev.params.imgIds = sorted({r["image_id"] for r in results})
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
     assert 0.05 < ours["AP"] < 0.95
     for name, ref in zip(STAT_NAMES, ev.stats):
         assert abs(ours[name] - ref) < 1e-9, name
+
+
+def _perturbed(coco: COCO, how: str) -> list[dict]:
+    rng = np.random.default_rng(7)
+    results = noisy_results(coco, seed=3, noise=3.0)
+    images = sorted({r["image_id"] for r in results})
+    if how == "dropped_images":  # images with ground truth and no result at all
+        gone = set(rng.choice(images, size=len(images) // 3, replace=False).tolist())
+        return [r for r in results if r["image_id"] not in gone]
+    if how == "duplicated_and_shuffled":
+        twice = [dict(r, score=r["score"] * 0.9) for r in results if rng.random() < 0.3]
+        out = results + twice
+        return [out[i] for i in rng.permutation(len(out))]
+    if how == "on_crowd_regions":  # results inside crowd regions (ignored by COCOeval, not misses)
+        crowd = coco.loadAnns(coco.getAnnIds(iscrowd=True))
+        extra = []
+        for a in crowd:
+            x, y, w, h = a["bbox"]
+            kp = np.column_stack([rng.uniform(x, x + w, 17), rng.uniform(y, y + h, 17), np.ones(17)])
+            extra.append(
+                {
+                    "image_id": a["image_id"],
+                    "category_id": 1,
+                    "keypoints": kp.reshape(-1).tolist(),
+                    "score": 0.5,
+                }
+            )
+        assert extra, "the file has crowd regions"
+        return results + extra
+    if how == "one_image":
+        return [r for r in results if r["image_id"] == images[0]]
+    raise ValueError(how)
+
+
+@pytest.mark.parametrize(
+    "how", ["dropped_images", "duplicated_and_shuffled", "on_crowd_regions", "one_image"]
+)
+def test_every_ground_truth_image_counts_as_in_pycocotools(real_data, tmp_path, how):
+    import copy
+    import json
+
+    ann = real_data / "coco_mini/annotations/person_keypoints_val2017.json"
+    coco = quiet_coco(ann)
+    results = _perturbed(coco, how)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    ours = coco_keypoint_eval(ann, path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        plain = COCO(str(ann))
+        ev = COCOeval(plain, plain.loadRes(copy.deepcopy(results)), iouType="keypoints")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    for name, ref in zip(STAT_NAMES, ev.stats):
+        assert abs(ours[name] - ref) < 1e-9, (how, name)
+    if how in ("dropped_images", "one_image"):  # the images without results pull AP and AR down
+        seen = coco_keypoint_eval(ann, path, image_ids=sorted({r["image_id"] for r in results}))
+        assert ours["AR"] < seen["AR"]
 
 
 def test_ap_falls_with_noise(real_data):
