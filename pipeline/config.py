@@ -47,6 +47,8 @@ class DataConfig:
     labeled_order: Literal["annotations", "images"] = "annotations"
     val_ann: str = "data/synthetic/val/annotations.json"
     val_images: str = "data/synthetic/val/images"
+    # A built-in skeleton (coco17, mpii16, aic14, crowdpose14, posetrack18) or a skeleton file
+    # (YAML/JSON: joint names, OKS sigmas, flip pairs, limbs; see pipeline/data/skeletons.py).
     skeleton: str = "coco17"
     # Skip (and count) unreadable images instead of failing on the first one.
     skip_bad_images: bool = False

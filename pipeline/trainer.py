@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import Config, ConfigError, save_config
+from pipeline.data.skeletons import skeleton_reference
 from pipeline.data.topdown import EvalDataset, LabeledDataset, UnlabeledDataset
 from pipeline.evaluation.checkpoint_eval import evaluate_networks, models_from_weights
 from pipeline.method.schedule import STEP_FUNCTIONS, Executor, LocalExecutor
@@ -175,7 +176,7 @@ class Trainer:
             return None
         roles = list(self.nets)
         states = self.ex.gather([self.ex.submit(self.nets[r], "state_dict") for r in roles])
-        meta = {"codec": self.cfg.codec.__dict__, "skeleton": self.data.skeleton.name}
+        meta = {"codec": self.cfg.codec.__dict__, "skeleton": skeleton_reference(self.data.skeleton)}
         states = {r: {**s, **meta} for r, s in zip(roles, states)}
         trainer_state = {
             "epoch": self.epoch,

@@ -34,7 +34,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from pipeline.data.image_checks import check_image_files, images_of
-from pipeline.data.skeletons import SKELETONS, Skeleton, get_skeleton, skeleton_for_num_joints
+from pipeline.data.skeletons import SKELETONS, Skeleton, get_skeleton
 
 log = logging.getLogger(__name__)
 
@@ -143,36 +143,39 @@ def _skeleton_by_names(names: Sequence[str]) -> Skeleton | None:
 def resolve_skeleton(category: dict, skeleton: Skeleton | str | None, ann_file: str | Path) -> Skeleton:
     """The skeleton of a person category.
 
-    An explicit ``skeleton`` (object or name, e.g. ``"crowdpose14"``) wins but must have the
-    category's keypoint count. Otherwise the category's keypoint names are matched against the
-    known skeletons (case, spaces and CrowdPose's ``head`` normalised), and failing that the
-    skeleton is inferred from the keypoint count (``skeleton_for_num_joints``: 17 -> COCO,
-    16 -> MPII, 14 -> AI Challenger; CrowdPose must then be named explicitly).
+    An explicit ``skeleton`` (object, built-in name such as ``"crowdpose14"``, or a skeleton
+    file) is used; where the category lists joint names they must be the skeleton's (case,
+    spaces and CrowdPose's ``head`` normalised), else the error names both lists. Without one,
+    the category's names are matched against the built-in skeletons; names that match none are
+    an error asking for a skeleton file (``data.skeleton=PATH``): a skeleton chosen by joint
+    count alone would give the wrong flip pairs and OKS sigmas.
     """
     names = category.get("keypoints")
     if names is not None and not isinstance(names, list):
         raise AnnotationError(f"{ann_file}: category {category.get('id')}: field 'keypoints' is not a list")
+    where = f"{ann_file}: category {category.get('id')}: field 'keypoints'"
     if skeleton is not None:
-        sk = get_skeleton(skeleton) if isinstance(skeleton, str) else skeleton
+        sk = get_skeleton(skeleton) if isinstance(skeleton, str | Path) else skeleton
         if names and len(names) != sk.num_joints:
             raise AnnotationError(
-                f"{ann_file}: category {category.get('id')}: field 'keypoints' lists {len(names)} joints "
-                f"but skeleton {sk.name} has {sk.num_joints}"
+                f"{where} lists {len(names)} joints but skeleton {sk.name} has {sk.num_joints}"
+            )
+        if names and tuple(_normalise_joint_name(n) for n in names) != sk.joint_names:
+            raise AnnotationError(
+                f"{where} names the joints {list(names)}, which are not those of skeleton {sk.name} "
+                f"{list(sk.joint_names)}; choose the skeleton of this data set (data.skeleton: a built-in "
+                f"name of {sorted(SKELETONS)} or a skeleton file)"
             )
         return sk
     if not names:
-        raise AnnotationError(
-            f"{ann_file}: category {category.get('id')}: field 'keypoints' is missing; pass skeleton="
-        )
+        raise AnnotationError(f"{where} is missing; pass skeleton=")
     by_names = _skeleton_by_names(names)
     if by_names is not None:
         return by_names
-    try:
-        sk = skeleton_for_num_joints(len(names))
-    except ValueError as e:
-        raise AnnotationError(f"{ann_file}: category {category.get('id')}: field 'keypoints': {e}") from e
-    log.warning("%s: keypoint names do not match a known skeleton; using %s by count", ann_file, sk.name)
-    return sk
+    raise AnnotationError(
+        f"{where} names the joints {list(names)}, which match no built-in skeleton {sorted(SKELETONS)}; "
+        "describe them in a skeleton file (joint names, flip pairs, OKS sigmas) and pass it as data.skeleton"
+    )
 
 
 def _require_list(data: dict, key: str, ann_file: str | Path) -> list:

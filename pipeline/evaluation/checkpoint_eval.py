@@ -19,7 +19,7 @@ import torch
 
 from pipeline.data.coco import load_coco_persons
 from pipeline.data.image_checks import check_image_files
-from pipeline.data.skeletons import Skeleton, get_skeleton, skeleton_for_num_joints
+from pipeline.data.skeletons import Skeleton, get_skeleton, skeleton_for_num_joints, skeleton_from_dict
 from pipeline.data.topdown import EvalDataset
 from pipeline.data.wild_pool import load_pool
 from pipeline.evaluation.inference import PredictFn, model_predict_fn, predict_keypoints
@@ -117,6 +117,8 @@ def codec_from_state(state: dict, decode: str | None = None) -> HeatmapCodec:
 
 def skeleton_from_state(state: dict) -> Skeleton:
     """The skeleton stored with a network, else the default one of its joint count."""
+    if isinstance(state.get("skeleton"), dict):  # a skeleton from a file, stored as data
+        return skeleton_from_dict(state["skeleton"], "checkpoint skeleton")
     if "skeleton" in state:
         return get_skeleton(state["skeleton"])
     return skeleton_for_num_joints(int(state["spec"]["num_joints"]))

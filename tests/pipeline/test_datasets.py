@@ -33,7 +33,7 @@ CASES = [
     (
         "posetrack18/annotations/test_posetrack18_val.json",
         "posetrack18",
-        "coco17",
+        "posetrack18",
         (3, 14, 182),
         (3, 14, 182),
     ),
