@@ -1,7 +1,7 @@
 """The demo: synthetic people -> SSPCM through the Ray driver -> COCO AP next to a supervised
 baseline, with the margin's 95 % interval and a picture.
 
-    python -m jobs.demo [--config configs/demo.yaml] [--train-images 1600] [--val-images 300]
+    python -m jobs.demo [--config configs/demo.yaml] [--train-images 3200] [--val-images 300]
                         [--difficulty 0] [--max-people 1] [--burn-in-steps 500] [--burn-in-lr 2e-3]
                         [--runtime ray|local] [--bootstrap-draws 200] [--section.field=value ...]
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--train-images", type=int, default=1600, help="the labeled set and the pool")
+    parser.add_argument("--train-images", type=int, default=3200, help="the labeled set and the pool")
     parser.add_argument("--val-images", type=int, default=300)
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--difficulty", type=float, default=0.0, help="synthetic difficulty in [0, 1]")
