@@ -31,9 +31,7 @@ warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.
 warnings.filterwarnings("ignore", message=r"`broadcast_buffers` is deprecated")
 
 
-def init_process_group(
-    init_method: str, rank: int, world_size: int, backend: str, timeout_s: float
-) -> None:
+def init_process_group(init_method: str, rank: int, world_size: int, backend: str, timeout_s: float) -> None:
     """Join this process to its role's process group (``tcp://host:port`` rendezvous).
 
     ``timeout_s`` bounds every collective: a rank whose peer died raises instead of waiting
@@ -135,4 +133,3 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 def destroy_process_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
