@@ -1,16 +1,18 @@
-"""Pack an unlabeled pool (COCO-format images + person boxes) into Parquet for streaming.
+"""Pack an unlabeled pool (images + person boxes) into Parquet for streaming.
 
-    python -m jobs.pack_pool --images DIR --ann ANN.json [--boxes DET.json] --out OUT
+    python -m jobs.pack_pool --images DIR [--ann ANN.json] [--boxes DET.json] --out OUT
         [--rows-per-file 1000] [--min-box-score 0] [--workers 1]
 
 The pool is read as training reads it (``pipeline.data.wild_pool.load_pool``): the images of
 ``ANN.json`` with its non-crowd person boxes, or, with ``--boxes``, with the person detections
-of a COCO-results file. Writes ``OUT/images-*.parquet`` (encoded image bytes, one row per
-image; ``--workers`` processes write whole files in parallel, the same files for any number),
-then ``OUT/persons.parquet`` (one row per box) and ``OUT/pool.json`` last (layout in
-``pipeline/data/pool_packs.py``). ``OUT`` is a local directory or a pyarrow filesystem URI
-(``file:///abs/dir``, ``s3://bucket/prefix``, ``gs://bucket/prefix``). Train on it with
-``--data.unlabeled_parquet=OUT`` (``--data.loader=ray_data --resources.runtime=ray``).
+of a COCO-results file; without ``--ann``, every JPEG/PNG under DIR (recursively) with the
+detections of ``--boxes`` (each naming its image by ``file_name``). Writes
+``OUT/images-*.parquet`` (encoded image bytes, one row per image; ``--workers`` processes write
+whole files in parallel, the same files for any number), then ``OUT/persons.parquet`` (one row
+per box) and ``OUT/pool.json`` last (layout in ``pipeline/data/pool_packs.py``). ``OUT`` is a
+local directory or a pyarrow filesystem URI (``file:///abs/dir``, ``s3://bucket/prefix``,
+``gs://bucket/prefix``). Train on it with ``--data.unlabeled_parquet=OUT``
+(``--data.loader=ray_data --resources.runtime=ray``).
 
 The last stdout line is one JSON object: the manifest (``pool.json``) plus ``out``,
 ``workers``, ``seconds`` and ``images_per_s``.
@@ -38,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--images", required=True, help="folder the images' file names are relative to")
-    parser.add_argument("--ann", required=True, help="COCO json: the pool images (and boxes)")
+    parser.add_argument(
+        "--ann", help="COCO json: the pool images (and boxes); default: every image under --images"
+    )
     parser.add_argument("--boxes", help="COCO-results person detections (instead of ANN's boxes)")
     parser.add_argument("--out", required=True, help="output pack directory: a path or a pyarrow URI")
     parser.add_argument("--rows-per-file", type=int, default=DEFAULT_ROWS_PER_FILE, help="images per file")
@@ -57,8 +61,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.workers < 1:
         raise SystemExit(f"--workers must be >= 1, got {args.workers}")
     t0 = time.perf_counter()
+    if not args.ann and not args.boxes:
+        raise SystemExit("give --ann (a COCO json) or --boxes (person detections over the --images folder)")
     if args.boxes:
-        source = {"image_list_json": args.ann, "detections_json": args.boxes}
+        source = {"detections_json": args.boxes}
+        if args.ann:
+            source["image_list_json"] = args.ann
     else:
         source = {"annotations_json": args.ann}
     try:

@@ -173,3 +173,28 @@ def test_the_object_store_path_uploads_whole_files(synthetic_data, pool, tmp_pat
     with pytest.raises(ImageError, match=Path(moved[0].image_path).name):
         pack_pool(moved, images, uri, rows_per_file=9)
     assert not (tmp_path / "bucket" / MANIFEST).exists()
+
+
+def test_pack_a_plain_folder_with_detections(tmp_path):
+    """No annotations file: every image under the folder, boxes from a detection file."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from jobs.pack_pool import main as pack_main
+    from pipeline.data.pool_packs import read_pool_pack
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "sub/b.png"):
+        cv2.imwrite(str(folder / name), np.full((40, 30, 3), 128, np.uint8))
+    dets = [
+        {"file_name": "sub/b.png", "category_id": 1, "bbox": [1, 2, 10, 20], "score": 0.9},
+        {"file_name": "a.jpg", "category_id": 1, "bbox": [3, 4, 10, 20], "score": 0.2},
+    ]
+    (tmp_path / "d.json").write_text(json.dumps(dets))
+    pack_main(["--images", str(folder), "--boxes", str(tmp_path / "d.json"), "--out", str(tmp_path / "pack"),
+               "--min-box-score", "0.5", "--log-level=WARNING"])  # fmt: skip
+    pack = read_pool_pack(tmp_path / "pack")
+    assert len(pack) == 1 and pack[0].image_path.endswith("sub/b.png")
