@@ -218,17 +218,14 @@ def export_pseudo_labels(
     if len(done):
         log.info("resuming: %d of %d persons are labeled already", len(done), total)
     bar = tqdm(total=total, initial=len(done), unit="person", desc="export", file=sys.stderr, mininterval=5.0)
-    skipped = 0
     for batch in label(plan, done, batch_size):
-        skipped += batch["skipped"]
         bar.update(batch["rows"] + batch["skipped"])
     bar.close()
     written = written_persons(store, ckpts.epoch)
     if len(np.unique(written)) != len(written):
         raise ExportError(f"{plan.store}: a person is stored twice (epoch {ckpts.epoch})")
-    compact = getattr(store, "compact", None)
-    if compact is not None and len(written):
-        compact(ckpts.epoch, rows_per_file=rows_per_file or None)
+    if len(written):  # one file (or files of rows_per_file rows) instead of one per batch
+        store.compact(ckpts.epoch, rows_per_file=rows_per_file or None)
     info = {
         "description": "SSPCM pseudo labels (PCM-corrected)",
         **{k: settings[k] for k in ("teachers", "previous_teachers", "score_thr", "pi_thr", "pcm_label")},
