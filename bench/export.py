@@ -11,6 +11,9 @@ person is its own crop). Each export runs as its own ``python -m jobs.export_pse
 
 - speed: ``--speed-persons`` persons with each of ``--workers`` labeling workers; persons/s is
   persons over the export's wall time (pool tables, labeling, compaction and the COCO JSON);
+PCM's score threshold is 0, so every person is exported: the COCO file holds one annotation per
+person.
+
 - memory: the driver's peak RSS (``driver_peak_rss_mb`` in the export's summary: the driver
   process only, not the Ray workers) for each pool size of ``--memory-persons``, with the ratio
   of the largest to the smallest (a driver that does not hold the pool stays near 1).
@@ -100,7 +103,7 @@ def export(root: Path, run: Path, persons: int, workers: int, batch_size: int, t
         sys.executable, "-m", "jobs.export_pseudo_labels", "--run", str(run),
         "--images", str(root / "src" / "train" / "images"), "--boxes", str(detections(root, persons)),
         "--out", str(out), "--runtime", "ray", "--workers", str(workers), "--batch-size", str(batch_size),
-        "--log-level=WARNING",
+        "--score-thr", "0.0", "--log-level=WARNING",
     ]  # fmt: skip
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)

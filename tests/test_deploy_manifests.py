@@ -264,7 +264,7 @@ def test_readme_documents_cluster_use(section):
         "ray job submit --working-dir . --runtime-env jobs/runtime_env.yaml",
         "python -m jobs.train",
         "python -m jobs.evaluate",
-        "python -m jobs.export_pseudo_labels --run RUN_DIR --pool POOL_DIR --out OUT_DIR",
+        "python -m jobs.export_pseudo_labels --run RUN_DIR --images",
         "docker build",
         "ray up docker/cluster.yaml",
         "kubectl apply -f docker/rayjob.yaml",
