@@ -25,7 +25,7 @@ import torch
 
 from pipeline.cli import setup_logging
 from pipeline.data.skeletons import get_skeleton
-from pipeline.evaluation.checkpoint_eval import DetectionProtocol, evaluate_checkpoint, evaluate_on_detections
+from pipeline.evaluation.checkpoint_eval import DetectionProtocol, evaluate_checkpoint
 from pipeline.evaluation.metrics import coco_keypoint_eval
 
 
@@ -57,15 +57,15 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("give exactly one of --results or --checkpoint")
     if args.boxes and not args.checkpoint:
         parser.error("--boxes needs --checkpoint (a network to predict in the boxes)")
-    if args.checkpoint and args.boxes:
+    if args.checkpoint:
         if not args.images:
             parser.error("--checkpoint needs --images")
         protocol = DetectionProtocol(box_score_thr=args.box_score_thr, oks_nms_thr=args.oks_nms_thr)
-        stats = evaluate_on_detections(
+        stats = evaluate_checkpoint(
             args.checkpoint,
             args.ann,
             args.images,
-            args.boxes,
+            boxes=args.boxes,
             protocol=protocol,
             role=args.role,
             flip_test=args.flip_test,
@@ -75,23 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
             results_out=args.results_out,
             device=args.device,
         )
-        described = protocol.describe()
-    elif args.checkpoint:
-        if not args.images:
-            parser.error("--checkpoint needs --images")
-        described = "ground-truth boxes, every ground-truth image"
-        stats = evaluate_checkpoint(
-            args.checkpoint,
-            args.ann,
-            args.images,
-            role=args.role,
-            flip_test=args.flip_test,
-            decode=args.decode,
-            batch_size=args.batch_size,
-            skip_bad_images=args.skip_bad_images,
-            results_out=args.results_out,
-            device=args.device,
-        )
+        described = protocol.describe() if args.boxes else "ground-truth boxes, every ground-truth image"
     else:
         sigmas = get_skeleton(args.skeleton).sigmas_array if args.skeleton else None
         stats = coco_keypoint_eval(args.ann, args.results, sigmas=sigmas)

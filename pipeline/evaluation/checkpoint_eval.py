@@ -137,40 +137,6 @@ def load_checkpoint_network(
     )
 
 
-def evaluate_checkpoint(
-    checkpoint: str,
-    ann: str,
-    images: str,
-    *,
-    role: str = "student",
-    flip_test: bool = False,
-    decode: str | None = None,
-    batch_size: int = 64,
-    skip_bad_images: bool = False,
-    results_out: str | None = None,
-    device: str = "cpu",
-) -> dict[str, float]:
-    """COCOeval stats of one saved network on the ground-truth boxes of ``ann``.
-
-    ``checkpoint`` is a ``<role>.pt`` file, a checkpoint directory or a run directory (its latest
-    checkpoint; ``role`` picks the network). With ``results_out`` the COCO results are written too.
-    """
-    path = resolve_network_checkpoint(checkpoint, role)
-    net = load_checkpoint_network(path, device, decode)
-    log.info("evaluating %s (%s) on %s", path, net.state["spec"]["model_name"], ann)
-    persons = load_coco_persons(ann, images, skeleton=net.skeleton, require_keypoints=True)
-    persons, _ = check_image_files(persons, skip_bad=skip_bad_images)
-    ds = EvalDataset(persons, net.codec, net.skeleton)
-    flip = net.skeleton.flip_indices if flip_test else None
-    pred = predict_keypoints(
-        [model_predict_fn(net.model, device)], ds, net.codec, batch_size=batch_size, flip_indices=flip
-    )
-    results = make_keypoint_results(pred["image_ids"], pred["kpts_img"], pred["box_scores"])
-    if results_out:
-        write_results(results, results_out)
-    return coco_keypoint_eval(ann, results, sigmas=net.skeleton.sigmas_array)
-
-
 @dataclass(frozen=True)
 class DetectionProtocol:
     """Evaluation on detected person boxes, as the top-down papers (SimpleBaseline, HRNet) do.
@@ -194,12 +160,12 @@ class DetectionProtocol:
         )
 
 
-def evaluate_on_detections(
+def evaluate_checkpoint(
     checkpoint: str,
     ann: str,
     images: str,
-    boxes: str,
     *,
+    boxes: str | None = None,
     protocol: DetectionProtocol = DetectionProtocol(),
     role: str = "student",
     flip_test: bool = False,
@@ -209,16 +175,31 @@ def evaluate_on_detections(
     results_out: str | None = None,
     device: str = "cpu",
 ) -> dict[str, float]:
-    """COCOeval stats of one saved network on the person detections of ``boxes`` (COCO results
-    format, over the images of ``ann``): top-down predictions in each box, rescored, OKS-NMS per
-    image, scored on every ground-truth image of ``ann``."""
+    """COCOeval stats of one saved network, scored on every ground-truth image of ``ann``.
+
+    The network predicts in the ground-truth boxes of ``ann``, or, with ``boxes`` (person
+    detections in the COCO results format over the images of ``ann``), in the detected boxes
+    the way the top-down papers do (see :class:`DetectionProtocol`: box score threshold,
+    rescoring, OKS-NMS per image). ``checkpoint`` is a ``<role>.pt`` file, a checkpoint directory
+    or a run directory (its latest checkpoint; ``role`` picks the network). With
+    ``results_out`` the COCO results are written too.
+    """
     path = resolve_network_checkpoint(checkpoint, role)
     net = load_checkpoint_network(path, device, decode)
-    log.info("evaluating %s on the detections of %s: %s", path, boxes, protocol.describe())
-    pool = load_pool(
-        image_dir=images, image_list_json=ann, detections_json=boxes, min_box_score=protocol.box_score_thr
-    )
-    persons, _ = check_image_files(list(pool), skip_bad=skip_bad_images)
+    if boxes is None:
+        log.info("evaluating %s (%s) on %s", path, net.state["spec"]["model_name"], ann)
+        persons = load_coco_persons(ann, images, skeleton=net.skeleton, require_keypoints=True)
+    else:
+        log.info("evaluating %s on the detections of %s: %s", path, boxes, protocol.describe())
+        persons = list(
+            load_pool(
+                image_dir=images,
+                image_list_json=ann,
+                detections_json=boxes,
+                min_box_score=protocol.box_score_thr,
+            )
+        )
+    persons, _ = check_image_files(persons, skip_bad=skip_bad_images)
     ds = EvalDataset(persons, net.codec, net.skeleton)
     flip = net.skeleton.flip_indices if flip_test else None
     pred = predict_keypoints(
@@ -227,10 +208,11 @@ def evaluate_on_detections(
     results = make_keypoint_results(
         pred["image_ids"], pred["kpts_img"], pred["box_scores"], score_thr=protocol.keypoint_score_thr
     )
-    areas = [float(p.bbox_xywh[2] * p.bbox_xywh[3]) for p in persons]
-    keep = oks_nms(results, areas, net.skeleton.sigmas_array, protocol.oks_nms_thr)
-    log.info("%d detections -> %d persons after OKS-NMS", len(results), len(keep))
-    results = [results[i] for i in keep]
+    if boxes is not None:
+        areas = [float(p.bbox_xywh[2] * p.bbox_xywh[3]) for p in persons]
+        keep = oks_nms(results, areas, net.skeleton.sigmas_array, protocol.oks_nms_thr)
+        log.info("%d detections -> %d persons after OKS-NMS", len(results), len(keep))
+        results = [results[i] for i in keep]
     if results_out:
         write_results(results, results_out)
     return coco_keypoint_eval(ann, results, sigmas=net.skeleton.sigmas_array)
