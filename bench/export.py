@@ -107,7 +107,10 @@ def export(root: Path, run: Path, persons: int, workers: int, batch_size: int, t
     ]  # fmt: skip
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"{tag}: the export printed no summary; stderr ends with: {done.stderr[-2000:]}")
+    summary = json.loads(lines[-1])  # Ray may print its own lines after the summary
     summary["process_s"] = round(time.perf_counter() - t0, 1)
     return summary
 

@@ -24,3 +24,17 @@ def test_holds_json_compares_a_recorded_recipe(tmp_path):
     write_json_atomic(marker, {"seed": 1, "set": ["a=1"]})
     assert holds_json(marker, {"seed": 1, "set": ["a=1"]})
     assert not holds_json(marker, {"seed": 2, "set": ["a=1"]})
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from pipeline.store.atomic_files import atomic_write
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "out.json", "w") as f:
+            f.write("{}")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
