@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test test-faults lint demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ lint: setup
 
 test: setup lint
 	$(PY) -m pytest -q
+
+# The fault matrix and bad-input tests alone (docs/reliability.md); `make test` runs them too.
+test-faults: setup
+	$(PY) -m pytest -q tests/faults
 
 demo: setup
 	$(PY) -m jobs.demo

@@ -37,7 +37,9 @@ import torch
 
 from pipeline.config import Config
 from pipeline.data.coco import load_coco_persons
-from pipeline.data.pool_packs import ChainedPersons, read_pool_pack, with_pack_images
+from pipeline.data.image_checks import BadImageError
+from pipeline.data.images import ImageError
+from pipeline.data.pool_packs import ChainedPersons, PackError, read_pool_pack, with_pack_images
 from pipeline.data.topdown import LabeledDataset
 from pipeline.run_setup import RunData, load_run_data
 
@@ -53,6 +55,8 @@ STORE_FRACTION = 0.2
 # so a task builds several steps; capped so that 4 blocks fit in the stream's store budget.
 BLOCK_BYTES = 64 * 1024**2
 MAX_STEPS_PER_TASK = 8
+# Errors of the input itself, raised by a worker as they are (see ``_rows``).
+BAD_INPUT_ERRORS = (ImageError, BadImageError, PackError)
 
 
 class _BuildBatch:
@@ -110,10 +114,18 @@ def _to_torch(block: dict, row: int) -> dict:
 
 
 def _rows(blocks: Iterator[dict]) -> Iterator[dict]:
-    """The collated batches of a stream of blocks, in order (a block holds consecutive steps)."""
-    for block in blocks:
-        for row in range(len(next(iter(block.values())))):
-            yield _to_torch(block, row)
+    """The collated batches of a stream of blocks, in order (a block holds consecutive steps).
+
+    Bad input met by a worker (an unreadable image or pack file) is raised here as the worker
+    raised it, its message naming the file, as the in-process loader would raise it."""
+    try:
+        for block in blocks:
+            for row in range(len(next(iter(block.values())))):
+                yield _to_torch(block, row)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, BAD_INPUT_ERRORS):
+            raise e.cause from None
+        raise
 
 
 def ray_data_batches(
@@ -167,6 +179,9 @@ def ray_data_batches(
     built.context.execution_options.preserve_order = True  # batch i is step i
     built.context.override_object_store_memory_limit_fraction = store_fraction
     built.context.enable_progress_bars = False  # the trainer has its own
+    # a worker's error reaches the trainer as itself (e.g. the ImageError naming a truncated
+    # image), not as Ray Data's "UDF failed to process a data block"
+    built.context.raise_original_map_exception = True
     log.debug("Ray Data stream of %d %s batches, %d per task", len(order), kind, per_task)
     # batch_size=None: whole blocks as built (no re-batching copies), split into steps here.
     return _rows(built.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=prefetch_batches))

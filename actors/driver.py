@@ -44,8 +44,13 @@ def launch_actors(cfg: Config, data: RunData) -> tuple[dict, object, object]:
             max_task_retries=0,
             scheduling_strategy=in_bundle(pg, i),
         ).remote(spec)
+    # restartable too: it holds nothing a restart loses (its labels are in the store, which the
+    # trainer's recovery trims back to the restored checkpoint)
     pseudo = PseudoLabelActor.options(
-        num_cpus=res.num_cpus, scheduling_strategy=in_bundle(pg, len(specs))
+        num_cpus=res.num_cpus,
+        max_restarts=cfg.resources.max_actor_restarts,
+        max_task_retries=0,
+        scheduling_strategy=in_bundle(pg, len(specs)),
     ).remote(pseudo_label_config(cfg, data.skeleton), res.torch_threads)
     ray.get([h.ping.remote() for h in [*nets.values(), pseudo]])
     return nets, pseudo, pg

@@ -190,7 +190,7 @@ class ResourcesConfig:
     nets_per_gpu: int = 1
     # CPUs per actor; None = the cluster's CPUs shared between the actors and the data workers.
     cpus_per_actor: float | None = None
-    # How often Ray restarts a dead network actor before the run gives up.
+    # How often Ray restarts a dead network or pseudo-label actor before the run gives up.
     max_actor_restarts: int = 3
     # Data parallelism: each network role is a group of N Ray actors (ranks) in one
     # torch.distributed process group, its model in DistributedDataParallel; the batch

@@ -2,7 +2,7 @@
 
 ``Trainer`` owns the schedule position (epoch, step in epoch, global step), calls the method's
 step function once per batch pair, logs metrics (JSONL + TensorBoard), writes one checkpoint
-directory per epoch, resumes from the latest, recovers from a dead network actor, and evaluates
+directory per epoch, resumes from the latest, recovers from a dead actor, and evaluates
 the student (and the A+B ensemble) with pycocotools at the end. What it runs on (data, network
 specs, the pseudo labeler) comes from :mod:`pipeline.run_setup`.
 """
@@ -240,15 +240,17 @@ class Trainer:
         return results
 
     def _recover(self, error: Exception, bar) -> None:
-        """A network actor died: Ray restarts it; every network goes back to the latest checkpoint."""
+        """A network or pseudo-label actor died: Ray restarts it; every network goes back to the
+        latest checkpoint (and the store forgets the labels of the steps that run again)."""
         self.recoveries += 1
         if self.recoveries > self.cfg.resources.max_actor_restarts:
             raise RuntimeError(f"giving up after {self.recoveries - 1} recoveries") from error
         ckpt = checkpoint_store(self.cfg).latest()
-        log.warning(
-            "a network actor failed (%s); restoring every network from %s", type(error).__name__, ckpt
-        )
-        self.ex.wait_restarted(list(self.nets.values()))
+        log.warning("an actor failed (%s); restoring every network from %s", type(error).__name__, ckpt)
+        actors = list(self.nets.values())
+        if self.pseudo is not None and self.cfg.method.name != "supervised":
+            actors.append(self.pseudo)  # the restore calls it (forget_from): it must be back too
+        self.ex.wait_restarted(actors)
         self._restore(ckpt)
         bar.n = self.global_step
         bar.refresh()

@@ -488,7 +488,10 @@ class PackedPool:
             raise PackError(f"{pack.file(MANIFEST)}: not a version {PACK_VERSION} {PACK_FORMAT} manifest")
         self.manifest = manifest
         self.pack_files = [pack.file(f) for f in manifest["files"]]
-        t = pack.read_table(PERSONS_FILE, PERSON_SCHEMA)
+        try:
+            t = pack.read_table(PERSONS_FILE, PERSON_SCHEMA)
+        except (OSError, pa.ArrowException) as e:
+            raise PackError(f"{pack.file(PERSONS_FILE)}: not a readable Parquet file ({e})") from e
         n = t.num_rows
         self.image_ids = t["image_id"].to_numpy()
         self.box_ids = t["box_id"].to_numpy()
@@ -593,20 +596,32 @@ class PackReader:
             old.close(force=True)
         return f, starts
 
-    def read_bytes(self, path: str, row: int) -> bytes:
-        """The encoded bytes of row ``row`` of the pack file ``path`` (a local path or a URI)."""
-        f, starts = self._file(path)
-        group = int(np.searchsorted(starts, row, side="right")) - 1
-        if not 0 <= row < starts[-1]:
-            raise IndexError(f"{path}: row {row} out of range for {starts[-1]} images")
-        column = f.read_row_group(group, columns=["image"]).column(0)
+    def read_bytes(self, path: str, row: int, image: str = "") -> bytes:
+        """The encoded bytes of row ``row`` of the pack file ``path`` (a local path or a URI).
+
+        Raises:
+            PackError: naming the file, the row and ``image`` (the image's name, for the message)
+                if the file is not readable Parquet (truncated, corrupt).
+        """
+        try:
+            f, starts = self._file(path)
+            group = int(np.searchsorted(starts, row, side="right")) - 1
+            if not 0 <= row < starts[-1]:
+                raise IndexError(f"{path}: row {row} out of range for {starts[-1]} images")
+            column = f.read_row_group(group, columns=["image"]).column(0)
+        except (OSError, pa.ArrowException) as e:
+            broken = self._open.pop(path, None)
+            if broken is not None:
+                broken[0].close(force=True)
+            what = f"row {row}" + (f" ({image})" if image else "")
+            raise PackError(f"{path}: not a readable pool-pack Parquet file, cannot read {what}: {e}") from e
         return column[row - int(starts[group])].as_py()
 
     def load(self, person) -> np.ndarray:
         """uint8 RGB ``(H, W, 3)`` image of ``person``: from its pack, or its file (other persons)."""
         if isinstance(person, PackedPerson):
             name = f"{person.pack_file} row {person.row} ({person.image_path})"
-            return decode_image(self.read_bytes(person.pack_file, person.row), name)
+            return decode_image(self.read_bytes(person.pack_file, person.row, person.image_path), name)
         return load_image(person.image_path)
 
     def __getstate__(self) -> dict:

@@ -114,6 +114,31 @@ class CheckpointStore:
             complete |= {n for n, s in zip(legacy, states) if s.type == pafs.FileType.File}
         return [join_location(self.root, n) for n in names if n in complete]
 
+    def is_complete(self, ckpt: str | Path) -> bool:
+        """Whether the checkpoint directory ``ckpt`` (a location or a directory name) is complete,
+        by the rule of :meth:`list`: it holds ``_COMPLETE`` (or, on a local disk, the
+        ``trainer_state.json`` of the older layout) and is not a temporary ``*.tmp`` directory."""
+        path = self._fs_dir(ckpt)
+        if path.rstrip("/").endswith(".tmp"):
+            return False
+        if self.fs.get_file_info(f"{path}/{COMPLETE_MARKER}").type == pafs.FileType.File:
+            return True
+        legacy = self.fs.get_file_info(f"{path}/{TRAINER_STATE}").type == pafs.FileType.File
+        return self.atomic_rename and legacy
+
+    def require_complete(self, ckpt: str | Path) -> None:
+        """:class:`IncompleteCheckpointError` naming ``ckpt`` and the complete checkpoints beside
+        it, unless it is complete (:meth:`is_complete`)."""
+        if self.is_complete(ckpt):
+            return
+        location = join_location(self.root, split_location(ckpt)[1])
+        complete = [split_location(c)[1] for c in self.list()]
+        raise IncompleteCheckpointError(
+            f"{location}: not a complete checkpoint (no {COMPLETE_MARKER} marker: its save or its "
+            f"deletion was interrupted, and its files may be partial); complete checkpoints in "
+            f"{self.root}: {complete or 'none'}"
+        )
+
     def latest(self) -> str | None:
         """Location of the newest complete checkpoint, or None."""
         done = self.list()
@@ -260,6 +285,10 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
+class IncompleteCheckpointError(ValueError):
+    """A checkpoint directory that is not complete (no ``_COMPLETE``); the message names it."""
+
+
 class UnsafeCheckpointError(ValueError):
     """A checkpoint file that holds more than tensors and plain types (the message names it)."""
 
@@ -305,6 +334,10 @@ def load_network_file(path: str | Path) -> dict:
 def resolve_network_checkpoint(path: str | Path, role: str = "student") -> Path | str:
     """Accept a ``.pt`` file, a checkpoint directory, or a run directory (latest checkpoint).
 
+    A checkpoint directory written by a run (``step_NNNNNNNN``) must be complete
+    (:meth:`CheckpointStore.is_complete`), else :class:`IncompleteCheckpointError` names it; a
+    folder of another name holding ``<role>.pt`` files (e.g. released weights) is read as is.
+
     A URI (``s3://...``) is resolved the same way and returned as a URI; there a checkpoint root
     (``train.checkpoint_uri``) also stands for its latest checkpoint.
     """
@@ -313,6 +346,8 @@ def resolve_network_checkpoint(path: str | Path, role: str = "student") -> Path 
     p = Path(path)
     if p.is_file():
         return p
+    if _step_of(p.name.removesuffix(".tmp")) is not None:  # a checkpoint directory: only a complete one
+        CheckpointStore(p.parent).require_complete(p.name)
     # the role's own file, else the network a run of another method has (supervised: student)
     for ckpt in (p, latest_checkpoint(p)):
         for r in (role, "student", "teacher_a"):
@@ -327,6 +362,9 @@ def _resolve_uri_network_checkpoint(uri: str, role: str) -> str:
     if fs.get_file_info(fs_path).type == pafs.FileType.File:
         return uri
     if fs.get_file_info(f"{fs_path}/{role}.pt").type == pafs.FileType.File:
+        parent, name = split_location(uri)
+        if _step_of(name.removesuffix(".tmp")) is not None:
+            CheckpointStore(parent).require_complete(name)
         return join_location(uri, f"{role}.pt")
     # a run directory (its checkpoints/ folder), or a checkpoint root (train.checkpoint_uri)
     for sub, base in ((f"{fs_path}/checkpoints", join_location(uri, "checkpoints")), (fs_path, uri)):
