@@ -62,8 +62,7 @@ from pipeline.geometry.views import (
     make_view,
     sample_view_params,
 )
-from pipeline.store.atomic_files import atomic_write
-from pipeline.store.checkpoints import is_uri, join_location, split_location
+from pipeline.store.locations import is_uri, join_location, split_location, whole_file
 
 log = logging.getLogger(__name__)
 
@@ -178,18 +177,11 @@ class PackDir:
             self.fs.create_dir(self.path, recursive=True)
 
     def write(self, name: str, write: Callable[[IO[bytes] | pa.NativeFile], None]) -> None:
-        """Write the file ``name`` with ``write(f)``, never visible half written: locally under a
-        temporary name, then renamed; on an object store serialized in memory first, then
-        uploaded as one object (an error while serializing uploads nothing)."""
-        if self.local is not None:
-            with atomic_write(self.local / name) as f:
-                write(f)
-            return
-        sink = pa.BufferOutputStream()
-        write(sink)
-        data = sink.getvalue()
-        with self.fs.open_output_stream(self._path(name)) as f:
-            f.write(data)
+        """Write the file ``name`` with ``write(f)``, never visible half written
+        (:func:`pipeline.store.locations.whole_file`: locally under a temporary name, then
+        renamed; on an object store uploaded as one object, nothing on an error)."""
+        with whole_file(self.fs, self._path(name), rename=self.local is not None) as f:
+            write(f)
 
     def write_table(self, name: str, table: pa.Table, row_group_size: int | None = None) -> None:
         self.write(

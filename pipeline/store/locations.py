@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,28 +91,40 @@ def list_files(location: str | Path, prefix: str = "", suffix: str = "") -> list
 
 
 @contextmanager
-def open_for_writing(location: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Write the file at ``location`` so that no reader sees it half-written.
+def whole_file(fs: pafs.FileSystem, path: str, mode: str = "wb", *, rename: bool = True) -> Iterator[IO]:
+    """Write ``path`` in ``fs`` so that no reader ever sees it half written.
 
-    A local path goes through :func:`pipeline.store.atomic_files.atomic_write` (temporary file,
-    fsync, rename); on an object store the object is written by one output stream, which the
-    store publishes whole when it is closed (a failed write leaves no object). ``mode`` is
-    ``"wb"`` or ``"w"`` (UTF-8 text).
+    With ``rename`` (a local disk) through :func:`pipeline.store.atomic_files.atomic_write`:
+    a hidden temporary file beside it, fsynced, then renamed onto it. Without (an object store,
+    which has no rename but publishes each object whole): spooled to a local temporary file,
+    then uploaded as one object on a clean exit; an error while writing uploads nothing, and
+    memory stays small however large the file. The parent folder must exist (object stores
+    need none). ``mode`` is ``"wb"`` or ``"w"`` (UTF-8 text).
     """
-    if not is_uri(location) or str(location).startswith("file://"):
-        local = filesystem_of(location)[1] if is_uri(location) else location
-        with atomic_write(local, mode) as f:
+    if rename:
+        with atomic_write(path, mode) as f:
             yield f
         return
-    fs, path = filesystem_of(location)
-    parent = path.rpartition("/")[0]
-    if parent:
-        fs.create_dir(parent, recursive=True)
-    with fs.open_output_stream(path) as raw:
+    with tempfile.TemporaryFile() as spool:
         if "b" in mode:
-            yield raw
+            yield spool
         else:
-            text = io.TextIOWrapper(raw, encoding="utf-8")
+            text = io.TextIOWrapper(spool, encoding="utf-8")
             yield text
             text.flush()
             text.detach()
+        spool.seek(0)
+        with fs.open_output_stream(path) as out:
+            shutil.copyfileobj(spool, out, 1 << 20)
+
+
+@contextmanager
+def open_for_writing(location: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """:func:`whole_file` at a local path or a URI (its parent folders are made)."""
+    fs, path = filesystem_of(location)
+    local = isinstance(fs, pafs.LocalFileSystem)
+    parent = path.rpartition("/")[0]
+    if parent and not local:
+        fs.create_dir(parent, recursive=True)
+    with whole_file(fs, path, mode, rename=local) as f:
+        yield f

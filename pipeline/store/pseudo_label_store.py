@@ -73,8 +73,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.store.atomic_files import atomic_write
-from pipeline.store.locations import filesystem_of, is_uri, join_location, split_location
+from pipeline.store.locations import filesystem_of, is_uri, join_location, split_location, whole_file
 
 log = logging.getLogger(__name__)
 
@@ -380,21 +379,15 @@ class PseudoLabelStore:
 
     @contextmanager
     def _output(self, fs_path: str) -> Iterator[Any]:
-        """A binary file whose content becomes ``fs_path`` all at once on a clean exit: on a local
-        disk a hidden temporary file, fsynced and renamed into place (:func:`atomic_write`); on
-        another filesystem (an object store) an in-memory buffer written as one object."""
-        if self.local:
-            with atomic_write(fs_path) as f:
-                yield f
-            return
-        buf = pa.BufferOutputStream()
-        yield buf
+        """A binary file whose content becomes ``fs_path`` all at once on a clean exit
+        (:func:`pipeline.store.locations.whole_file`: temporary file and rename on a local disk,
+        one upload on an object store)."""
         parent = fs_path.rpartition("/")[0]
-        if parent not in self._made_dirs:
+        if not self.local and parent not in self._made_dirs:
             self.fs.create_dir(parent, recursive=True)
             self._made_dirs.add(parent)
-        with self.fs.open_output_stream(fs_path) as f:
-            f.write(buf.getvalue())
+        with whole_file(self.fs, fs_path, rename=self.local) as f:
+            yield f
 
     def _delete(self, fs_path: str) -> None:
         try:

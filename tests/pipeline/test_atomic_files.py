@@ -38,3 +38,23 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+
+
+def test_an_object_store_write_is_one_upload_and_nothing_on_an_error(tmp_path):
+    """``whole_file`` without rename (an object store's way), played on the local disk: the
+    object appears only complete, and a write that fails leaves none."""
+    import pyarrow.fs as pafs
+    import pytest
+
+    from pipeline.store.locations import whole_file
+
+    fs = pafs.LocalFileSystem()
+    target = (tmp_path / "coco.json").as_posix()
+    with whole_file(fs, target, "w", rename=False) as f:
+        f.write('{"images": []}')
+        assert not (tmp_path / "coco.json").exists()  # spooled, not yet uploaded
+    assert (tmp_path / "coco.json").read_text() == '{"images": []}'
+    with pytest.raises(RuntimeError), whole_file(fs, (tmp_path / "b.bin").as_posix(), rename=False) as f:
+        f.write(b"half")
+        raise RuntimeError("the writer died")
+    assert not (tmp_path / "b.bin").exists()

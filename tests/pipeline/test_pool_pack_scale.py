@@ -29,6 +29,7 @@ from pipeline.data.pool_packs import (
 )
 from pipeline.data.skeletons import COCO17
 from pipeline.data.wild_pool import load_pool
+from pipeline.store import locations
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,7 @@ def test_the_object_store_path_uploads_whole_files(synthetic_data, pool, tmp_pat
     def no_rename(*args, **kwargs):
         raise AssertionError("atomic_write (temp + rename) used on an object store")
 
-    monkeypatch.setattr(pool_packs, "atomic_write", no_rename)
+    monkeypatch.setattr(locations, "atomic_write", no_rename)  # where every whole-file write goes
     uri = (tmp_path / "bucket").as_uri()
     pack_pool(pool, synthetic_data["train_images"], uri, rows_per_file=9)  # in this process
     packed = read_pool_pack(uri)
