@@ -7,19 +7,18 @@ import os
 
 import ray
 
-from pipeline.config import Config
-
 log = logging.getLogger(__name__)
 
 
-def init_ray(cfg: Config) -> None:
-    """Attach to ``resources.address`` (or the job's cluster), else start a local instance."""
+def init_ray(address: str | None = None, *, log_to_driver: bool = True) -> None:
+    """Attach to ``address`` (a run's ``resources.address``), else to ``RAY_ADDRESS`` (the job's
+    cluster under ``ray job submit``), else start a local instance; nothing if Ray is up."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    address = cfg.resources.address or os.environ.get("RAY_ADDRESS")
+    address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=log_to_driver)
     else:
-        ray.init(include_dashboard=False)
+        ray.init(include_dashboard=False, log_to_driver=log_to_driver)
     log.info("Ray cluster resources: %s", ray.cluster_resources())

@@ -58,7 +58,7 @@ def launch_actors(cfg: Config, data: RunData) -> tuple[dict, object, object]:
 
 def build_ray_trainer(cfg: Config, data: RunData | None = None, batches=None) -> tuple[Trainer, object]:
     """A Trainer whose networks are Ray actors (call ``ray.util.remove_placement_group(pg)`` after)."""
-    init_ray(cfg)
+    init_ray(cfg.resources.address)
     data = data or load_stream_run_data(cfg)  # the pool from its Parquet pack when configured
     nets, pseudo, pg = launch_actors(cfg, data)
     return Trainer(cfg, data, nets, pseudo, RayExecutor(), batches=batches), pg
@@ -132,7 +132,7 @@ class Lanes:
 
 def train_lanes(cfg: Config, resume: bool = False) -> dict[str, float]:
     """Train a semi-supervised method with ``resources.data_parallel`` lanes."""
-    init_ray(cfg)
+    init_ray(cfg.resources.address)
     data = load_stream_run_data(cfg)
     lanes = Lanes(cfg, data)
     try:

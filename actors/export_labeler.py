@@ -19,27 +19,19 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
 import ray
 
+from actors.cluster import init_ray
 from pipeline.export.labeling import PERSON_COLUMNS, LabelPlan, PoolLabelWriter, read_views
 from pipeline.export.pool_table import PoolSource, count_rows, write_pool_tables
 
 log = logging.getLogger(__name__)
 
 MAX_BLOCKS = 2000
-
-
-def connect() -> None:
-    """Attach to ``RAY_ADDRESS`` (a cluster, or the job's cluster under ``ray job submit``) or
-    start a local Ray instance."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
 
 
 def _leave_out(batch: dict[str, np.ndarray], done: np.ndarray) -> dict[str, np.ndarray]:
@@ -69,7 +61,7 @@ def label_on_ray(
 ) -> Iterator[dict[str, int]]:
     """Label the persons not in ``done`` (sorted indices) on Ray Data workers; yields one summary
     per batch (see :class:`pipeline.export.labeling.PoolLabelWriter`) as they finish."""
-    connect()
+    init_ray(log_to_driver=False)
     remaining = count_rows(plan.persons) - len(done)
     if remaining <= 0:
         return
@@ -112,5 +104,5 @@ def label_on_ray(
 def prepare_on_ray(source: PoolSource, pool_dir: str) -> dict[str, int]:
     """:func:`pipeline.export.pool_table.write_pool_tables` in a Ray task, so the driver never
     reads the detection file or holds the pool."""
-    connect()
+    init_ray(log_to_driver=False)
     return ray.get(ray.remote(num_cpus=0.5)(write_pool_tables).remote(source, pool_dir))

@@ -79,7 +79,7 @@ def train_supervised(cfg: Config, resume: bool = False) -> dict[str, float]:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    init_ray(cfg)
+    init_ray(cfg.resources.address)
     n, use_gpu, cpus = scaling(cfg)
     run_dir = Path(cfg.train.out_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)

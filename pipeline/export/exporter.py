@@ -64,7 +64,6 @@ from pipeline.export.teachers import ExportError, ExportOptions, TeacherCheckpoi
 from pipeline.method.pcm import PCMConfig
 from pipeline.store.locations import (
     exists,
-    filesystem_of,
     join_location,
     list_files,
     open_for_writing,
@@ -292,7 +291,9 @@ def write_coco_json(
         f.write('],"annotations":[')
         sep = ""
         for file in store.files(epoch) if epoch in store.epochs() else []:
-            for t in _record_batches(file, columns):
+            for t in iter_table(file, 4096, columns):
+                if not t.num_rows:
+                    continue
                 weights = np.stack(t["weights"].to_numpy(zero_copy_only=False))
                 kpts = np.stack(t["kpts_corrected"].to_numpy(zero_copy_only=False)).reshape(-1, k, 3)
                 boxes = np.stack(t["bbox"].to_numpy(zero_copy_only=False))
@@ -305,16 +306,6 @@ def write_coco_json(
                     counts["kept_joints"] += ann["num_keypoints"]
         f.write("]}")
     return counts
-
-
-def _record_batches(file: str | Path, columns: list[str], rows: int = 4096) -> Iterator[pa.Table]:
-    """A store file (local path or URI) as tables of at most ``rows`` rows (none empty), read one
-    at a time."""
-    fs, path = filesystem_of(file)
-    with fs.open_input_file(path) as f:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=rows, columns=columns):
-            if batch.num_rows:
-                yield pa.Table.from_batches([batch])
 
 
 def measure_quality(

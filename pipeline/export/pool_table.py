@@ -155,8 +155,8 @@ def _write(table: pa.Table, location: str) -> None:
 def iter_table(
     location: str | Path, batch_size: int, columns: list[str] | None = None
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of a pool table (local path or URI) in record batches of at most ``batch_size``
-    rows (streamed)."""
+    """The rows of a Parquet file (a local path or a URI: a pool table, a store file) in record
+    batches of at most ``batch_size`` rows, read one at a time."""
     fs, path = filesystem_of(location)
     with fs.open_input_file(path) as f:
         yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
