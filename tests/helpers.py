@@ -25,3 +25,22 @@ def tiny_overrides(data: dict[str, Path], out_dir: Path, method: str = "supervis
         f"train.out_dir={out_dir}",
         "train.log_every=1",
     ]
+
+
+def plain_pycocotools_stats(ann: Path, results: list[dict]) -> list[float]:
+    """The 10 COCOeval keypoint stats of plain pycocotools, with its own defaults (every image
+    of ``ann``, COCO's sigmas), on a copy of ``results`` (``loadRes`` changes its input)."""
+    import contextlib
+    import copy
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann))
+        ev = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), iouType="keypoints")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return list(ev.stats)
