@@ -55,13 +55,6 @@ import pyarrow.parquet as pq
 from pipeline.data.images import ImageError, decode_image, load_image
 from pipeline.data.topdown import LabeledDataset, UnlabeledDataset
 from pipeline.data.wild_pool import WildPool
-from pipeline.geometry.views import (
-    AugmentRanges,
-    ViewParams,
-    box_to_center_size,
-    make_view,
-    sample_view_params,
-)
 from pipeline.store.locations import is_uri, join_location, split_location, whole_file
 
 log = logging.getLogger(__name__)
@@ -628,21 +621,10 @@ class _PackImages:
 
     reader: PackReader
 
-    def _easy_view(self, index: int):
-        p = self.persons[index]
-        if not isinstance(p, PackedPerson):
-            return super()._easy_view(index)
-        # The base class's _easy_view with the image from the pack (keep the two in step: a test
-        # asserts equal items for a pack and for the folder it was packed from).
-        image = self.reader.load(p)
-        w, h = self.codec.input_size
-        center, size = box_to_center_size(np.asarray(p.bbox_xywh, dtype=np.float64), w / h, self.padding)
-        if self.augment is None:
-            params = ViewParams(center=center, size=size)
-        else:
-            ranges = AugmentRanges.from_config(self.augment)
-            params = sample_view_params(self._rng(index, 0), center, size, ranges)
-        return p, make_view(image, params, self.codec.input_size)
+    def _load_image(self, person) -> np.ndarray:
+        if not isinstance(person, PackedPerson):
+            return super()._load_image(person)
+        return self.reader.load(person)  # the same decode as of the file it was packed from
 
 
 class PackedLabeledDataset(_PackImages, LabeledDataset):

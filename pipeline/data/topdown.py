@@ -38,6 +38,15 @@ class PersonLike(Protocol):
     bbox_xywh: np.ndarray
 
 
+def box_view(image: np.ndarray, bbox_xywh, input_size: tuple[int, int], padding: float = 1.25):
+    """The un-augmented view of a person: ``image`` (H, W, 3) uint8 image space cropped to its
+    (x, y, w, h) box, widened to the input's aspect ratio and padded, as a ``View`` of
+    ``input_size`` (W, H) (the evaluation view, and the easy view PCM's teachers see)."""
+    w, h = input_size
+    center, size = box_to_center_size(np.asarray(bbox_xywh, dtype=np.float64), w / h, padding)
+    return make_view(image, ViewParams(center=center, size=size), input_size)
+
+
 class _TopDownBase(torch.utils.data.Dataset):
     def __init__(
         self,
@@ -67,17 +76,20 @@ class _TopDownBase(torch.utils.data.Dataset):
     def _rng(self, index: int, salt: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, index, salt])
 
+    def _load_image(self, person) -> np.ndarray:
+        """The person's image, (H, W, 3) uint8 RGB image space (a subclass may read it elsewhere)."""
+        return load_image(person.image_path)
+
     def _easy_view(self, index: int):
         p = self.persons[index]
-        image = load_image(p.image_path)
+        image = self._load_image(p)
+        if self.augment is None:
+            return p, box_view(image, p.bbox_xywh, self.codec.input_size, self.padding)
         w, h = self.codec.input_size
         center, size = box_to_center_size(np.asarray(p.bbox_xywh, dtype=np.float64), w / h, self.padding)
-        if self.augment is None:
-            params = ViewParams(center=center, size=size)
-        else:
-            params = sample_view_params(
-                self._rng(index, 0), center, size, AugmentRanges.from_config(self.augment)
-            )
+        params = sample_view_params(
+            self._rng(index, 0), center, size, AugmentRanges.from_config(self.augment)
+        )
         return p, make_view(image, params, self.codec.input_size)
 
 

@@ -26,17 +26,16 @@ import torch
 
 from pipeline.data.images import ImageError, load_image, to_tensor
 from pipeline.data.skeletons import Skeleton
+from pipeline.data.topdown import box_view
 from pipeline.export.pool_table import iter_table
 from pipeline.export.teachers import ExportOptions, TeacherCheckpoints, TeacherLabeler
 from pipeline.geometry.heatmaps import HeatmapCodec
-from pipeline.geometry.views import ViewParams, box_to_center_size, make_view
 from pipeline.store.locations import join_location, open_for_writing
 from pipeline.store.pseudo_label_store import PseudoLabelRows, PseudoLabelStore
 
 log = logging.getLogger(__name__)
 
 PERSON_COLUMNS = ["person_index", "image_id", "image_file", "bbox"]
-SUMMARY_COLUMNS = ("key", "rows", "exported", "kept_joints", "skipped")
 
 
 @dataclass(frozen=True)
@@ -108,8 +107,7 @@ def read_views(batch: dict[str, np.ndarray], plan: LabelPlan) -> dict[str, np.nd
         if image is None:
             ok[i] = False
             continue
-        center, size = box_to_center_size(boxes[i], w / h)
-        view = make_view(image, ViewParams(center=center, size=size), plan.codec.input_size)
+        view = box_view(image, boxes[i], plan.codec.input_size)
         crops[i], matrix[i] = view.image, view.matrix
     out = {k: np.asarray(batch[k]) for k in PERSON_COLUMNS}
     out["bbox"] = boxes.astype(np.float32)
