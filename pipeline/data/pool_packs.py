@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 from pipeline.data.images import ImageError, decode_image, load_image
 from pipeline.data.topdown import LabeledDataset, UnlabeledDataset
 from pipeline.data.wild_pool import WildPool
-from pipeline.store.locations import is_uri, join_location, split_location, whole_file
+from pipeline.store.locations import filesystem_of, is_uri, join_location, split_location, whole_file
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +138,9 @@ class PackDir:
     @classmethod
     def of(cls, location: str | Path) -> PackDir:
         """The pack directory at a local path or a pyarrow filesystem URI."""
-        if not is_uri(location):
-            root = Path(location).absolute()
-            return cls(str(root), pafs.LocalFileSystem(), root.as_posix(), root)
-        fs, path = pafs.FileSystem.from_uri(str(location))
-        path = path.rstrip("/")
+        fs, path = filesystem_of(location)
         local = Path(path) if isinstance(fs, pafs.LocalFileSystem) else None
-        return cls(str(location), fs, path, local)
+        return cls(str(location) if is_uri(location) else path, fs, path, local)
 
     def file(self, name: str) -> str:
         """Location of the file ``name`` in this directory (a path or a URI, like ``location``)."""
