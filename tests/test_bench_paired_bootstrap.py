@@ -1,13 +1,17 @@
 """bench.paired_bootstrap: resampling keeps persons and predictions together; real pycocotools."""
 
+import contextlib
+import io
 import json
+from collections import defaultdict
 
 import numpy as np
 import pytest
+from pycocotools.coco import COCO
 
 from bench.paired_bootstrap import main
-from pipeline.evaluation.metrics import ground_truth_as_results, load_coco_annotations
-from pipeline.evaluation.paired_bootstrap import paired_bootstrap, resampled
+from pipeline.evaluation.metrics import coco_keypoint_eval, ground_truth_as_results, load_coco_annotations
+from pipeline.evaluation.paired_bootstrap import ResampledAP, paired_bootstrap
 
 K = 17
 
@@ -49,14 +53,57 @@ def _results(val, tmp_path, name: str, shift_px: float) -> tuple:
     return path, res
 
 
+def resampled(gt: dict, results: list[dict], image_ids) -> tuple[COCO, list[dict]]:
+    """The resampled data set built from scratch (the reference ``ResampledAP`` must equal): the
+    k-th drawn image becomes image k + 1, with its persons and predictions."""
+    anns_of, res_of = defaultdict(list), defaultdict(list)
+    for a in gt["annotations"]:
+        anns_of[a["image_id"]].append(a)
+    for r in results:
+        res_of[r["image_id"]].append(r)
+    images = {im["id"]: im for im in gt["images"]}
+    out = {k: v for k, v in gt.items() if k not in ("images", "annotations")}
+    out["images"], out["annotations"], new_results = [], [], []
+    for k, old_id in enumerate(image_ids):
+        out["images"].append({**images[old_id], "id": k + 1})
+        for a in anns_of[old_id]:
+            out["annotations"].append({**a, "id": len(out["annotations"]) + 1, "image_id": k + 1})
+        new_results.extend({**r, "image_id": k + 1} for r in res_of[old_id])
+    coco = COCO()
+    coco.dataset = out
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco, new_results
+
+
 def test_a_drawn_twice_image_brings_its_persons_and_predictions_twice(val, tmp_path):
     _, res = _results(val, tmp_path, "a", 0.0)
     gt = json.loads(val.read_text())
-    coco, (res_new,) = resampled(gt, [res], np.array([10, 10, 30]))
+    coco, res_new = resampled(gt, res, [10, 10, 30])
     assert coco.getImgIds() == [1, 2, 3]
     assert [len(coco.getAnnIds(imgIds=[i])) for i in (1, 2, 3)] == [2, 2, 1]
-    assert len({a["id"] for a in coco.dataset["annotations"]}) == 5  # fresh, unique ids
     assert sorted(r["image_id"] for r in res_new) == [1, 1, 2, 2, 3]
+
+
+def test_resampled_ap_equals_scoring_the_resampled_set_from_scratch(val, tmp_path):
+    """Per draw, re-accumulating the matches of the drawn images gives exactly pycocotools' AP of
+    the resampled data set built anew: repeats, an image without predictions, a false positive."""
+    _, res = _results(val, tmp_path, "a", 3.0)
+    rng = np.random.default_rng(0)
+    for r in res:
+        r["score"] = float(rng.uniform(0.2, 1.0))
+    res = [r for r in res if r["image_id"] != 30]  # image 30: its person is a miss
+    stray = {**res[0], "image_id": 40, "score": 0.95}  # a confident false positive on image 40
+    stray["keypoints"] = (np.asarray(stray["keypoints"]) + np.tile([40.0, 0.0, 0.0], K)).tolist()
+    res.append(stray)
+    gt = json.loads(val.read_text())
+    method = ResampledAP(val, res)
+    for _ in range(25):
+        drawn = rng.choice([10, 20, 30, 40], size=4, replace=True).tolist()
+        coco, res_new = resampled(gt, res, drawn)
+        expected = coco_keypoint_eval(coco, res_new, image_ids=coco.getImgIds())["AP"] if res_new else 0.0
+        assert method.ap(drawn) == expected, drawn
+    assert ResampledAP(val, []).ap([10, 20]) == 0.0
 
 
 def test_exact_predictions_beat_shifted_ones_in_every_draw(val, tmp_path):

@@ -170,6 +170,46 @@ def _num_joints(coco: COCO) -> int:
     return len(person[0]["keypoints"])
 
 
+def evaluate_keypoints(
+    ann: str | Path | COCO,
+    results: list[dict] | str | Path,
+    *,
+    sigmas: np.ndarray | Sequence[float] | None = None,
+    image_ids: Sequence[int] | None = None,
+) -> COCOeval | None:
+    """pycocotools' per-image matching of keypoint results to the ground truth, not yet
+    accumulated: ``COCOeval`` after ``evaluate()`` (``evalImgs`` holds one entry per category,
+    area range and image), or ``None`` when there are no results. Arguments as
+    ``coco_keypoint_eval``; results are validated (``ResultsError`` names the record and field).
+    """
+    coco = load_coco_annotations(ann)
+    k = _num_joints(coco)
+    source = "<results>"
+    if isinstance(results, (str, Path)):
+        source = str(results)
+        if not Path(results).is_file():
+            raise FileNotFoundError(f"results file not found: {results}")
+        with open(results) as f:
+            try:
+                results = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ResultsError(f"{source}: not valid JSON: {e}") from None
+    results = _validate_results(list(results), coco, k, source)
+    if not results:
+        return None
+    sig = np.asarray(sigmas if sigmas is not None else skeleton_for_num_joints(k).sigmas, dtype=np.float64)
+    if len(sig) != k:
+        raise ValueError(f"{len(sig)} OKS sigmas for {k} keypoints")
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        dt = coco.loadRes(results)
+        ev = COCOeval(coco, dt, iouType="keypoints")
+        ev.params.kpt_oks_sigmas = sig
+        if image_ids is not None:
+            ev.params.imgIds = sorted(set(image_ids))  # else pycocotools' own: every image of ``ann``
+        ev.evaluate()
+    return ev
+
+
 def coco_keypoint_eval(
     ann: str | Path | COCO,
     results: list[dict] | str | Path,
@@ -190,33 +230,12 @@ def coco_keypoint_eval(
     Returns:
         ``{"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}`` floats.
     """
-    coco = load_coco_annotations(ann)
-    k = _num_joints(coco)
-    source = "<results>"
-    if isinstance(results, (str, Path)):
-        source = str(results)
-        if not Path(results).is_file():
-            raise FileNotFoundError(f"results file not found: {results}")
-        with open(results) as f:
-            try:
-                results = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ResultsError(f"{source}: not valid JSON: {e}") from None
-    results = _validate_results(list(results), coco, k, source)
-    if not results:
+    ev = evaluate_keypoints(ann, results, sigmas=sigmas, image_ids=image_ids)
+    if ev is None:
         log.warning("no keypoint results to evaluate: all metrics are 0")
         return {name: 0.0 for name in STAT_NAMES}
-    sig = np.asarray(sigmas if sigmas is not None else skeleton_for_num_joints(k).sigmas, dtype=np.float64)
-    if len(sig) != k:
-        raise ValueError(f"{len(sig)} OKS sigmas for {k} keypoints")
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        dt = coco.loadRes(results)
-        ev = COCOeval(coco, dt, iouType="keypoints")
-        ev.params.kpt_oks_sigmas = sig
-        if image_ids is not None:
-            ev.params.imgIds = sorted(set(image_ids))  # else pycocotools' own: every image of ``ann``
-        ev.evaluate()
         ev.accumulate()
         ev.summarize()
     for line in buf.getvalue().splitlines():
