@@ -12,8 +12,9 @@ benchmark's regime) unless a set made the same way is there, then:
      supervised steps each, three processes side by side; the offline stand-in for the paper's
      ImageNet start): ``a`` starts both reported students, ``b`` and ``c`` SSPCM's teachers B
      and A, so that the three networks start apart as in the paper,
-  3. trains the supervised baseline (the student alone, from ``a``) for the config's steps,
-  4. trains SSPCM for the same steps (one Ray actor per network plus the pseudo-label actor, on a
+  3. trains the supervised baseline (the student alone, from ``a``) for the config's steps, in a
+     child process with one torch thread, side by side with
+  4. SSPCM for the same steps (one Ray actor per network plus the pseudo-label actor, on a
      local Ray instance it starts itself, or in-process with ``--runtime local``),
   5. compares the two students on the validation images with a paired bootstrap (95 % interval),
   6. writes ``<run>/demo.png``: AP against step for both students (and SSPCM's teacher
@@ -45,10 +46,13 @@ from pipeline.trainer import Trainer, train_local
 log = logging.getLogger("jobs.demo")
 
 
-def _burn_in(cfg: Config, log_level: str) -> dict[str, float]:
-    """One burn-in network in a spawned child process (one torch thread): its final evaluation."""
+def _train_in_child(cfg: Config, log_level: str) -> dict[str, float]:
+    """One supervised run (a burn-in network or the baseline) in a spawned child process, with
+    ``cfg.train.num_threads`` torch threads: its final evaluation and wall seconds."""
     setup_logging(log_level)
-    return train_local(cfg)
+    t0 = time.perf_counter()
+    results = train_local(cfg)
+    return {**results, "wall_s": round(time.perf_counter() - t0, 1)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         )  # fmt: skip
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=len(runs), mp_context=ctx) as pool:
-            results = dict(zip(runs, pool.map(_burn_in, runs.values(), [args.log_level] * len(runs))))
+            results = dict(zip(runs, pool.map(_train_in_child, runs.values(), [args.log_level] * len(runs))))
         burn_in = {name: str(Path(r.train.out_dir).resolve()) for name, r in runs.items()}  # actors load them
         summary["burn_in"] = {f"AP_{name}": res["eval/student/AP"] for name, res in results.items()}
         summary["burn_in"]["steps"] = args.burn_in_steps
@@ -136,34 +140,41 @@ def main(argv: list[str] | None = None) -> dict:
             ),
         )
 
-    # 3. the supervised baseline: the student alone, same start, same steps as SSPCM
+    # 3. the supervised baseline (the student alone, same start, same steps as SSPCM) in a child
+    # process with one thread, side by side with 4. SSPCM, whose actors wait on one another
+    # often enough to leave that thread a core
     supervised = variant_config(cfg, "supervised", "_supervised")
-    supervised = dataclasses.replace(supervised, optim=dataclasses.replace(o, steps_per_epoch=steps))
-    log.info("supervised baseline: %d epochs x %d steps, in-process", o.epochs, steps)
-    t0 = time.perf_counter()
-    sup = train_local(supervised)
+    supervised = dataclasses.replace(
+        supervised,
+        optim=dataclasses.replace(o, steps_per_epoch=steps),
+        train=dataclasses.replace(supervised.train, num_threads=1),
+    )
+    log.info(
+        "supervised baseline (%d epochs x %d steps, one thread, a child process) side by side with "
+        "SSPCM (runtime %s)", o.epochs, steps, cfg.resources.runtime,
+    )  # fmt: skip
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        baseline = pool.submit(_train_in_child, supervised, args.log_level)
+        t0 = time.perf_counter()
+        if cfg.resources.runtime == "ray":
+            from actors.driver import train_ray
+
+            res = train_ray(cfg)
+        else:
+            res = train_local(cfg)
+        summary["sspcm"] = {
+            "AP": res["eval/student/AP"],
+            "AP50": res["eval/student/AP50"],
+            "ensemble_AP": res.get("eval/ensemble_ab/AP"),
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "run_dir": cfg.train.out_dir,
+        }
+        sup = baseline.result()
     summary["supervised"] = {
         "AP": sup["eval/student/AP"],
         "AP50": sup["eval/student/AP50"],
-        "wall_s": round(time.perf_counter() - t0, 1),
+        "wall_s": sup["wall_s"],
         "run_dir": supervised.train.out_dir,
-    }
-
-    # 4. SSPCM, through the Ray driver (or in-process with --runtime local)
-    log.info("SSPCM: %d epochs x %d steps, runtime %s", o.epochs, steps, cfg.resources.runtime)
-    t0 = time.perf_counter()
-    if cfg.resources.runtime == "ray":
-        from actors.driver import train_ray
-
-        res = train_ray(cfg)
-    else:
-        res = train_local(cfg)
-    summary["sspcm"] = {
-        "AP": res["eval/student/AP"],
-        "AP50": res["eval/student/AP50"],
-        "ensemble_AP": res.get("eval/ensemble_ab/AP"),
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "run_dir": cfg.train.out_dir,
     }
 
     # 5. is SSPCM's student really above the baseline? paired bootstrap over the val images

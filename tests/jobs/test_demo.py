@@ -58,3 +58,6 @@ def test_demo_runs_sspcm_over_ray_next_to_supervised(tmp_path, ray_session, caps
     assert {"teacher_a.pt", "teacher_b.pt", "student.pt"} <= {p.name for p in ckpt.iterdir()}
     assert list((run / "pseudo_labels").rglob("*.parquet"))
     assert (tmp_path / "run_supervised" / "eval.json").is_file()
+    # the baseline trained in its own process, one thread, beside SSPCM
+    sup_cfg = yaml.safe_load((tmp_path / "run_supervised" / "config.yaml").read_text())
+    assert sup_cfg["train"]["num_threads"] == 1 and summary["supervised"]["wall_s"] > 0
