@@ -35,13 +35,18 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
         assert 0.0 <= row["AP"] <= 1.0 and row["network"] == "student"
         assert row["step_s"] > 0 and row["peak_rss_mb"] > 100
     quality = table["pseudo_labels"]
-    assert {"A_t", "B_t", "PCM", "mean_AB", "pcm_stats", "by_pi", "by_joint"} <= set(quality)
+    assert {"A_t", "B_t", "PCM", "mean_AB", "pcm_stats", "by_pi", "by_joint", "by_pair"} <= set(quality)
     # every labelled pool joint is scored once: in one PI bin and under its joint type
     pool = json.loads((tmp_path / "quick_data" / "seed3_d0_mp1" / "pool" / "annotations.json").read_text())
     pool_joints = sum(a["num_keypoints"] for a in pool["annotations"] if a["image_id"] >= 100_000)
     assert sum(b["joints"] for b in quality["by_pi"]) == pool_joints > 0
     assert sum(r["joints"] for r in quality["by_joint"]) == pool_joints
     assert sum(b["fraction"] for b in quality["by_pi"]) == pytest.approx(1.0)
+    # by PCM's chosen pair: where it kept (A_t, B_t) its label is exactly their mean
+    current, previous = quality["by_pair"]
+    assert current["joints"] + previous["joints"] == pool_joints
+    assert current["PCM_similarity"] == pytest.approx(current["mean_AB_similarity"], abs=1e-12)
+    assert previous["fraction"] == pytest.approx(1.0 - quality["pcm_stats"]["pair_0_fraction"], abs=0.05)
     for r in quality["by_joint"]:
         if r["joints"]:
             assert 0.0 <= r["PCM_swapped"] <= 1.0 - r["PCM_correct"]

@@ -233,6 +233,7 @@ def accuracy_against_truth(
     boxes_xywh: np.ndarray,
     coco: Mapping,
     skeleton: Skeleton,
+    edges: Sequence[float] = DEFAULT_PI_EDGES,
 ) -> tuple[list[dict], list[dict]]:
     """Score pseudo labels of a pool against its annotations: per PI bin and per joint type,
     with left/right swaps.
@@ -244,6 +245,8 @@ def accuracy_against_truth(
             with :func:`match_truth`).
         coco: the pool's COCO keypoints dict.
         skeleton: gives the sigmas, mirror joints and joint names.
+        edges: lower bin edges of ``pi`` (any per-joint grouping value works, e.g. PCM's
+            chosen pair index with edges ``(0, 1)``: the current pair against the others).
 
     Returns:
         (:func:`accuracy_by_inconsistency` rows, :func:`accuracy_by_joint` rows).
@@ -255,7 +258,7 @@ def accuracy_against_truth(
         name: mirrored_similarity(xy, truth, area, sigmas, skeleton.flip_indices)
         for name, xy in labels.items()
     }
-    by_pi = accuracy_by_inconsistency(pi, sims, mirrored=mirrored)
+    by_pi = accuracy_by_inconsistency(pi, sims, edges=edges, mirrored=mirrored)
     by_joint = accuracy_by_joint(sims, skeleton.joint_names, mirrored=mirrored)
     return by_pi, by_joint
 

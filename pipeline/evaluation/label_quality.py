@@ -44,7 +44,9 @@ def pseudo_label_quality(
     Returns ``{}`` with fewer than two checkpoints. All predictions are made on the un-augmented
     view of each pool person, exactly as PCM sees an easy view. Also scores every labelled joint
     (OKS similarity, ``pipeline.evaluation.label_accuracy``), grouped by PCM's position
-    inconsistency (``by_pi``) and by joint type (``by_joint``), with the share of left/right swaps.
+    inconsistency (``by_pi``) and by joint type (``by_joint``), with the share of left/right swaps,
+    and by PCM's chosen pair (``by_pair``: the first row the joints where PCM kept the current
+    pair, the second those where it picked a pair with a previous-epoch teacher).
     """
     ckpts = list(checkpoints)
     if len(ckpts) < 2:
@@ -59,7 +61,7 @@ def pseudo_label_quality(
     ds = EvalDataset(persons, codec, skeleton)
     loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=False)
     preds: dict[str, list] = {"A_t": [], "B_t": [], "PCM": [], "mean_AB": []}
-    ids, stats, pis, rows = [], [], [], []
+    ids, stats, pis, pairs, rows = [], [], [], [], []
     with torch.no_grad():
         for batch in loader:
             x = batch["images"]
@@ -72,7 +74,7 @@ def pseudo_label_quality(
                 "A_t": hm["teacher_a_t"],
                 "B_t": hm["teacher_b_t"],
                 "PCM": out.heatmaps,
-                "mean_AB": (hm["teacher_a_t"] + hm["teacher_b_t"]) / 2,
+                "mean_AB": 0.5 * hm["teacher_a_t"] + 0.5 * hm["teacher_b_t"],  # as PCM's label of pair 0
             }
             for name, h in maps.items():
                 kpts_hm, scores = codec.decode(h.numpy())
@@ -80,6 +82,7 @@ def pseudo_label_quality(
                 preds[name].append(np.concatenate([xy, scores[..., None]], axis=-1))
             ids.append(batch["image_id"].numpy())
             pis.append(out.pi.numpy())
+            pairs.append(out.pair_index.numpy())
             rows.append(batch["index"].numpy())
     image_ids = np.concatenate(ids)
     quality: dict = {}
@@ -88,9 +91,14 @@ def pseudo_label_quality(
         quality[name] = coco_keypoint_eval(pool_ann, res, sigmas=skeleton.sigmas_array)["AP"]
     quality["pcm_stats"] = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
     boxes = np.stack([persons[i].bbox_xywh for i in np.concatenate(rows)])
-    labels = {name: np.concatenate(preds[name]) for name in ("A_t", "B_t", "PCM")}
+    labels = {name: np.concatenate(preds[name]) for name in ("A_t", "B_t", "mean_AB", "PCM")}
     pool_coco = json.loads(pool_ann.read_text())
     quality["by_pi"], quality["by_joint"] = accuracy_against_truth(
         labels, np.concatenate(pis), image_ids, boxes, pool_coco, skeleton
+    )
+    # where PCM keeps the current pair its label is mean(A_t, B_t); where it picks a pair with a
+    # previous-epoch teacher, is its label better than that mean?
+    quality["by_pair"], _ = accuracy_against_truth(
+        labels, np.concatenate(pairs), image_ids, boxes, pool_coco, skeleton, edges=(0.0, 1.0)
     )
     return quality

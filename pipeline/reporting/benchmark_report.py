@@ -65,7 +65,17 @@ def benchmark_report(
             "pseudo labels vs truth, joint by joint (ks: OKS similarity; ok: ks >= 0.5; "
             "swap: wrong, but right as the mirror joint), by PCM's position inconsistency:"
         )
-        lines.append(format_accuracy_table(q["by_pi"], ("A_t", "B_t", "PCM")))
+        sources = ("A_t", "B_t", "mean_AB", "PCM")
+        lines.append(format_accuracy_table(q["by_pi"], sources))
+        if q.get("by_pair"):
+            current, previous = q["by_pair"]
+            lines.append(
+                f"where PCM kept the current pair ({current['joints']} joints) its label is "
+                f"mean(A_t,B_t); where it picked a previous-epoch teacher ({previous['joints']} joints, "
+                f"{100 * previous['fraction']:.1f} %): PCM ks {_num(previous['PCM_similarity'])}, ok "
+                f"{_num(previous['PCM_correct'])} against mean(A_t,B_t) ks "
+                f"{_num(previous['mean_AB_similarity'])}, ok {_num(previous['mean_AB_correct'])}"
+            )
     for pair, m in table.get("margins", {}).items():
         rel = f" ({100 * m['relative']:+.1f} %)" if m.get("relative") is not None else ""
         lines.append(
@@ -74,3 +84,7 @@ def benchmark_report(
             "of the val images"
         )
     return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
