@@ -207,9 +207,11 @@ def train_burn_in(args: argparse.Namespace, data: dict[str, Path], name: str) ->
     epochs = max(1, args.burn_in_steps // 100)
     done, marker = out / "eval.json", out / "burn_in.json"
     final = out / "checkpoints" / f"step_{max(1, args.burn_in_steps // epochs) * epochs:08d}"
-    # everything the cached network depends on besides the data; another recipe trains it again
+    # everything the cached network depends on besides the data; another recipe trains it again.
+    # A burn-in is supervised, so ``--set method.*`` ablations do not reach it and reuse the cache.
+    overrides = [o for o in args.set if not o.startswith("method.")]
     recipe = {"name": name, "seed": args.seed, "labeled": args.labeled, "steps": args.burn_in_steps}
-    recipe.update(batch_size=args.batch_size, lr=args.burn_in_lr, set=list(args.set))
+    recipe.update(batch_size=args.batch_size, lr=args.burn_in_lr, set=overrides)
     if not (done.is_file() and final.is_dir() and holds_json(marker, recipe)):
         if out.exists():
             log.info("burn-in %s in %s was made another way: training it again", name, out)
@@ -227,7 +229,7 @@ def train_burn_in(args: argparse.Namespace, data: dict[str, Path], name: str) ->
                 f"train.seed={args.seed * 100 + BURN_IN_SALTS[name]}",
                 f"train.out_dir={out}",
                 "train.checkpoint_every_epochs=0",
-                *args.set,
+                *overrides,
             ],
         )
         data_run = load_run_data(cfg)

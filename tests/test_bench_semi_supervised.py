@@ -96,7 +96,8 @@ def test_negative_repeat_is_refused(tmp_path, capsys):
 
 def test_a_burn_in_made_another_way_is_trained_again(tmp_path):
     """The burn-in cache is keyed by its recipe: other labeled count or LR -> another folder;
-    other ``--set`` overrides in the same folder -> trained again; the same recipe -> reused."""
+    other ``--set`` overrides in the same folder -> trained again; the same recipe, or another
+    ``method.*`` override only -> reused."""
     base = ["--quick", "--methods", "supervised", "--no-pseudo-label-quality", "--out-dir", str(tmp_path)]
     main(base)
     (folder,) = (tmp_path / "quick_data").glob("seed0_*/burn_in_*")
@@ -112,3 +113,7 @@ def test_a_burn_in_made_another_way_is_trained_again(tmp_path):
 
     main([*base, "--set", "train.log_every=7"])
     assert (folder / "a" / "eval.json").stat().st_mtime_ns == second  # reused
+
+    # a method ablation does not reach the (supervised) burn-in: reused
+    main([*base, "--set", "train.log_every=7", "--set", "method.dual_score_mask=true"])
+    assert (folder / "a" / "eval.json").stat().st_mtime_ns == second
