@@ -103,6 +103,8 @@ def test_resampled_ap_equals_scoring_the_resampled_set_from_scratch(val, tmp_pat
         coco, res_new = resampled(gt, res, drawn)
         expected = coco_keypoint_eval(coco, res_new, image_ids=coco.getImgIds())["AP"] if res_new else 0.0
         assert method.ap(drawn) == expected, drawn
+    # every image once: pycocotools' own AP of the whole set
+    assert method.ap([10, 20, 30, 40]) == coco_keypoint_eval(val, res)["AP"]
     assert ResampledAP(val, []).ap([10, 20]) == 0.0
 
 

@@ -226,6 +226,27 @@ def match_truth(
     return truth, area
 
 
+def similarities_against_truth(
+    labels: Mapping[str, np.ndarray],
+    image_ids: np.ndarray,
+    boxes_xywh: np.ndarray,
+    coco: Mapping,
+    skeleton: Skeleton,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each source's per-joint OKS similarity against the pool's truth, as itself and as its
+    mirror joint: (name -> (N, K) :func:`joint_similarity`, name -> (N, K)
+    :func:`mirrored_similarity`). Arguments as :func:`accuracy_against_truth`; persons are
+    matched to the truth once, with :func:`match_truth`."""
+    truth, area = match_truth(image_ids, boxes_xywh, coco, skeleton.num_joints)
+    sigmas = skeleton.sigmas_array
+    sims = {name: joint_similarity(xy, truth, area, sigmas) for name, xy in labels.items()}
+    mirrored = {
+        name: mirrored_similarity(xy, truth, area, sigmas, skeleton.flip_indices)
+        for name, xy in labels.items()
+    }
+    return sims, mirrored
+
+
 def accuracy_against_truth(
     labels: Mapping[str, np.ndarray],
     pi: np.ndarray,
@@ -233,7 +254,6 @@ def accuracy_against_truth(
     boxes_xywh: np.ndarray,
     coco: Mapping,
     skeleton: Skeleton,
-    edges: Sequence[float] = DEFAULT_PI_EDGES,
 ) -> tuple[list[dict], list[dict]]:
     """Score pseudo labels of a pool against its annotations: per PI bin and per joint type,
     with left/right swaps.
@@ -245,20 +265,12 @@ def accuracy_against_truth(
             with :func:`match_truth`).
         coco: the pool's COCO keypoints dict.
         skeleton: gives the sigmas, mirror joints and joint names.
-        edges: lower bin edges of ``pi`` (any per-joint grouping value works, e.g. PCM's
-            chosen pair index with edges ``(0, 1)``: the current pair against the others).
 
     Returns:
         (:func:`accuracy_by_inconsistency` rows, :func:`accuracy_by_joint` rows).
     """
-    truth, area = match_truth(image_ids, boxes_xywh, coco, skeleton.num_joints)
-    sigmas = skeleton.sigmas_array
-    sims = {name: joint_similarity(xy, truth, area, sigmas) for name, xy in labels.items()}
-    mirrored = {
-        name: mirrored_similarity(xy, truth, area, sigmas, skeleton.flip_indices)
-        for name, xy in labels.items()
-    }
-    by_pi = accuracy_by_inconsistency(pi, sims, edges=edges, mirrored=mirrored)
+    sims, mirrored = similarities_against_truth(labels, image_ids, boxes_xywh, coco, skeleton)
+    by_pi = accuracy_by_inconsistency(pi, sims, mirrored=mirrored)
     by_joint = accuracy_by_joint(sims, skeleton.joint_names, mirrored=mirrored)
     return by_pi, by_joint
 

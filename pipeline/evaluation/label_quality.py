@@ -20,7 +20,11 @@ import torch
 
 from pipeline.data.skeletons import Skeleton
 from pipeline.data.topdown import EvalDataset
-from pipeline.evaluation.label_accuracy import accuracy_against_truth
+from pipeline.evaluation.label_accuracy import (
+    accuracy_by_inconsistency,
+    accuracy_by_joint,
+    similarities_against_truth,
+)
 from pipeline.evaluation.metrics import coco_keypoint_eval, make_keypoint_results
 from pipeline.geometry.heatmaps import HeatmapCodec, heatmap_to_image
 from pipeline.method.pcm import PCMConfig, correct_pseudo_labels, pcm_statistics
@@ -93,12 +97,12 @@ def pseudo_label_quality(
     boxes = np.stack([persons[i].bbox_xywh for i in np.concatenate(rows)])
     labels = {name: np.concatenate(preds[name]) for name in ("A_t", "B_t", "mean_AB", "PCM")}
     pool_coco = json.loads(pool_ann.read_text())
-    quality["by_pi"], quality["by_joint"] = accuracy_against_truth(
-        labels, np.concatenate(pis), image_ids, boxes, pool_coco, skeleton
-    )
+    sims, mirrored = similarities_against_truth(labels, image_ids, boxes, pool_coco, skeleton)
+    quality["by_pi"] = accuracy_by_inconsistency(np.concatenate(pis), sims, mirrored=mirrored)
+    quality["by_joint"] = accuracy_by_joint(sims, skeleton.joint_names, mirrored=mirrored)
     # where PCM keeps the current pair its label is mean(A_t, B_t); where it picks a pair with a
-    # previous-epoch teacher, is its label better than that mean?
-    quality["by_pair"], _ = accuracy_against_truth(
-        labels, np.concatenate(pairs), image_ids, boxes, pool_coco, skeleton, edges=(0.0, 1.0)
+    # previous-epoch teacher (pair index 1..3), is its label better than that mean?
+    quality["by_pair"] = accuracy_by_inconsistency(
+        np.concatenate(pairs), sims, edges=(0.0, 1.0), mirrored=mirrored
     )
     return quality

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools.coco import COCO
 
-from pipeline.evaluation.metrics import coco_keypoint_eval, evaluate_keypoints, load_coco_annotations
+from pipeline.evaluation.metrics import evaluate_keypoints, load_coco_annotations
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,10 @@ def paired_bootstrap(ann: Path, results_a: Path, results_b: Path, draws: int = 2
     for path, what in ((ann, "annotation file"), (results_a, "results file"), (results_b, "results file")):
         if not path.is_file():
             raise FileNotFoundError(f"{what} not found: {path}")
-    ap_a = coco_keypoint_eval(ann, results_a)["AP"]
-    ap_b = coco_keypoint_eval(ann, results_b)["AP"]
     coco = load_coco_annotations(ann)
     ids = np.array(sorted(coco.getImgIds()))
     methods = ResampledAP(coco, results_a), ResampledAP(coco, results_b)
+    ap_a, ap_b = methods[0].ap(ids), methods[1].ap(ids)  # every image once: pycocotools' AP
     rng = np.random.default_rng(seed)
     diffs = []
     for d in range(draws):
