@@ -15,8 +15,19 @@ supervised, and their mean, standard deviation and standard error over the repea
 over its own finished repeats, a margin's over the repeats where both methods finished); then
 the same margins pooled over every (seed, repeat) that has both methods. Margins as small as the
 benchmark's move between repeats by about their own size, so a single run cannot order two
-methods; this is what tells whether a mean margin is more than noise. With ``--json`` the last
-line is one JSON object ``{"setting": ..., "runs": [...], "seeds": {...}, "pooled": {...},
+methods; this is what tells whether a mean margin is more than noise.
+
+Then it checks the benchmark's goals, each with the figures behind it (``GOALS``): 3 seeds x 3
+repeats; supervised AP between 0.20 and 0.50 on every seed; the oracle at least 1.5x supervised;
+supervised plateaued (its end not above its AP at the first LR drop, 70 % of the steps, beyond
+the noise); Dual - supervised at least +25 % of supervised, with every seed's 95 % interval above
+0; SSPCM - Dual above 0 by at least 2 standard errors pooled over every run; and PCM's label more
+accurate on the pool than A_t, than B_t and than mean(A_t, B_t) on every seed. A seed's interval
+is a paired bootstrap over its validation images of the mean margin over its repeats
+(``paired_bootstrap_runs``, ``--draws``); the pseudo-label accuracies are those SSPCM's runs
+keep in ``pseudo_label_quality.json``. A goal whose runs or files are missing is reported as not
+measured, with what is missing. With ``--json`` the last line is one JSON object
+``{"setting": ..., "runs": [...], "seeds": {...}, "pooled": {...}, "goals": [...],
 "unfinished": [...]}``.
 """
 
@@ -30,9 +41,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.semi_supervised import MARGINS, VARIANTS, reported_network
+from bench.semi_supervised import MARGINS, PLATEAU_TAG, QUALITY_FILE, VARIANTS, reported_network
 from pipeline.cli import setup_logging
 from pipeline.config import ConfigError, load_config
+from pipeline.evaluation.paired_bootstrap import paired_bootstrap_runs
 
 log = logging.getLogger("bench.repeat_summary")
 RUN_DIR = re.compile(r"^seed(\d+)(?:_r(\d+))?$")
@@ -217,12 +229,228 @@ def format_summary(summary: dict, setting: dict) -> str:
     return "\n".join(lines)
 
 
+# The benchmark's goals: a regime with room for the pool to help, and the methods' order in it.
+SUPERVISED_BAND = (0.20, 0.50)
+ORACLE_RATIO = 1.5
+DUAL_RELATIVE = 0.25
+SSPCM_DUAL_SE = 2.0
+SEEDS_X_REPEATS = (3, 3)
+COMPARED = ("supervised", "dual", "sspcm")
+
+
+def _by_seed(runs: list[RunResult], method: str) -> dict[int, list[RunResult]]:
+    out: dict[int, list[RunResult]] = {}
+    for r in runs:
+        if r.method == method:
+            out.setdefault(r.seed, []).append(r)
+    return out
+
+
+def _results_file(run: RunResult, tag: str = "") -> Path:
+    return run.path / f"results_{reported_network(run.method)}{tag}.json"
+
+
+def _val_ann(run: RunResult) -> Path:
+    return Path(load_config(run.path / "config.yaml").data.val_ann)
+
+
+def _seed_interval(
+    pairs: list[tuple[RunResult, RunResult]], draws: int, tags: tuple[str, str] = ("", "")
+) -> dict:
+    """Paired bootstrap of the mean margin over one seed's repeats (first minus second)."""
+    files = [(_results_file(a, tags[0]), _results_file(b, tags[1])) for a, b in pairs]
+    missing = [str(f) for pair in files for f in pair if not f.is_file()]
+    if missing:
+        return {"missing": missing}
+    seed = pairs[0][0].seed
+    m = paired_bootstrap_runs(_val_ann(pairs[0][0]), files, draws=draws, seed=seed)
+    return {"diff": m["diff"], "ci95": m["ci95"], "repeats": len(pairs)}
+
+
+def _goal(name: str, met: bool | None, measured: str, **figures) -> dict:
+    return {"goal": name, "met": met, "measured": measured, **figures}
+
+
+def _paired(runs: list[RunResult], first: str, second: str) -> dict[int, list[tuple[RunResult, RunResult]]]:
+    """Per seed, the (first, second) runs of every repeat where both finished."""
+    at = {(r.seed, r.repeat, r.method): r for r in runs}
+    out: dict[int, list[tuple[RunResult, RunResult]]] = {}
+    for (seed, repeat, method), r in sorted(at.items()):
+        if method == first and (seed, repeat, second) in at:
+            out.setdefault(seed, []).append((r, at[(seed, repeat, second)]))
+    return out
+
+
+def _interval_text(seed: int, m: dict) -> str:
+    if "missing" in m:
+        return f"seed {seed}: no results file {m['missing'][0]}"
+    low, high = m["ci95"]
+    return f"seed {seed} {m['diff']:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
+def goals(runs: list[RunResult], summary: dict, draws: int = 200) -> list[dict]:
+    """Each of the benchmark's goals: ``met`` (True / False / None = not measured), the figures
+    behind it as text (``measured``) and as numbers (per seed)."""
+    out = []
+    sup = _by_seed(runs, "supervised")
+    seeds = sorted({r.seed for r in runs})
+
+    # 3 seeds x 3 repeats of every compared method
+    counts = {
+        s: min(len([r for r in runs if r.seed == s and r.method == m]) for m in COMPARED) for s in seeds
+    }
+    full = [s for s, n in counts.items() if n >= SEEDS_X_REPEATS[1]]
+    out.append(
+        _goal(
+            f"{SEEDS_X_REPEATS[0]} seeds x {SEEDS_X_REPEATS[1]} repeats of supervised, Dual and SSPCM",
+            len(full) >= SEEDS_X_REPEATS[0],
+            ", ".join(f"seed {s}: {n} repeat(s) of all three" for s, n in counts.items()),
+            repeats_of_all_three=counts,
+        )
+    )
+
+    # supervised in the band
+    low, high = SUPERVISED_BAND
+    mean_sup = {s: sum(r.ap for r in rs) / len(rs) for s, rs in sup.items()}
+    out.append(
+        _goal(
+            f"supervised AP between {low:.2f} and {high:.2f} on every seed",
+            all(low <= v <= high for v in mean_sup.values()) if mean_sup else None,
+            ", ".join(f"seed {s} {v:.4f}" for s, v in mean_sup.items()) or "no supervised run",
+            supervised=mean_sup,
+        )
+    )
+
+    # oracle ratio
+    oracle = _by_seed(runs, "oracle")
+    ratio = {
+        s: (sum(r.ap for r in rs) / len(rs)) / mean_sup[s] for s, rs in oracle.items() if mean_sup.get(s)
+    }
+    out.append(
+        _goal(
+            f"oracle at least {ORACLE_RATIO}x supervised on every seed",
+            all(v >= ORACLE_RATIO for v in ratio.values()) and set(ratio) == set(mean_sup) if ratio else None,
+            ", ".join(f"seed {s} {v:.2f}x" for s, v in ratio.items()) or "no oracle run",
+            oracle_over_supervised=ratio,
+        )
+    )
+
+    # supervised plateaued: end minus the first LR drop, per seed over its repeats
+    plateau = {}
+    if draws > 0:
+        for s, rs in sup.items():
+            plateau[s] = _seed_interval([(r, r) for r in rs], draws, tags=("", PLATEAU_TAG))
+    measured = [m for m in plateau.values() if "missing" not in m]
+    out.append(
+        _goal(
+            "supervised plateaued on every seed: its end not above its AP at 70 % of the steps "
+            "(the interval of end - 70 % reaches 0)",
+            all(m["ci95"][0] <= 0 for m in measured) if measured and len(measured) == len(plateau) else None,
+            "; ".join(_interval_text(s, m) for s, m in plateau.items()) or "not measured (--draws 0)",
+            end_minus_at_lr_drop=plateau,
+        )
+    )
+
+    # Dual - supervised: relative margin pooled, and each seed's interval
+    pooled = summary["pooled"].get("dual-supervised")
+    dual_pairs = _paired(runs, "dual", "supervised")
+    sup_of_pairs = [b.ap for pairs in dual_pairs.values() for _, b in pairs]
+    relative = pooled["mean"] / (sum(sup_of_pairs) / len(sup_of_pairs)) if pooled and sup_of_pairs else None
+    out.append(
+        _goal(
+            f"Dual - supervised at least +{DUAL_RELATIVE * 100:g} % of supervised (mean over every run)",
+            relative >= DUAL_RELATIVE if relative is not None else None,
+            f"{pooled['mean']:+.4f} AP, {relative * 100:+.1f} %" if relative is not None else "no Dual run",
+            relative=relative,
+        )
+    )
+    intervals = {s: _seed_interval(pairs, draws) for s, pairs in dual_pairs.items()} if draws > 0 else {}
+    measured = [m for m in intervals.values() if "missing" not in m]
+    out.append(
+        _goal(
+            "Dual - supervised: every seed's 95 % interval above 0",
+            all(m["ci95"][0] > 0 for m in measured) if measured and len(measured) == len(intervals) else None,
+            "; ".join(_interval_text(s, m) for s, m in intervals.items()) or "not measured",
+            dual_minus_supervised=intervals,
+        )
+    )
+
+    # SSPCM - Dual pooled, in standard errors
+    p = summary["pooled"].get("sspcm-dual")
+    in_se = p["mean"] / p["se"] if p and p["n"] > 1 and p["se"] > 0 else None
+    out.append(
+        _goal(
+            f"SSPCM - Dual above 0 by at least {SSPCM_DUAL_SE:g} standard errors, pooled over every run",
+            (in_se >= SSPCM_DUAL_SE) if in_se is not None else None,
+            f"{p['mean']:+.4f} AP, standard error {p['se']:.4f} ({in_se:+.1f} SE) over {p['n']} runs"
+            if in_se is not None
+            else "needs SSPCM and Dual on at least two runs",
+            mean=p["mean"] if p else None,
+            se=p["se"] if p else None,
+        )
+    )
+
+    # PCM's label against A_t, B_t and their mean, per seed (mean over its repeats)
+    quality: dict[int, dict[str, float]] = {}
+    missing = []
+    for s, rs in _by_seed(runs, "sspcm").items():
+        files = [r.path / QUALITY_FILE for r in rs]
+        missing += [str(f) for f in files if not f.is_file()]
+        found = [read_quality(f) for f in files if f.is_file()]
+        if found:
+            quality[s] = {k: sum(q[k] for q in found) / len(found) for k in QUALITY_KEYS}
+    beaten = {s: q["PCM"] > max(q["A_t"], q["B_t"], q["mean_AB"]) for s, q in quality.items()}
+    text = "; ".join(
+        f"seed {s}: PCM {q['PCM']:.4f}, A_t {q['A_t']:.4f}, B_t {q['B_t']:.4f}, mean {q['mean_AB']:.4f}"
+        for s, q in quality.items()
+    )
+    if missing:
+        text = (text + "; " if text else "") + f"no pseudo-label quality file {missing[0]}"
+    out.append(
+        _goal(
+            "PCM's label more accurate on the pool than A_t, than B_t and than mean(A_t, B_t) on every seed",
+            all(beaten.values()) if quality and not missing else None,
+            text or "no SSPCM run",
+            pseudo_labels=quality,
+        )
+    )
+    return out
+
+
+QUALITY_KEYS = ("A_t", "B_t", "mean_AB", "PCM")
+
+
+def read_quality(path: Path) -> dict[str, float]:
+    """The OKS APs on the pool of A_t, B_t, their mean and PCM's label from an SSPCM run's file."""
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    for key in QUALITY_KEYS:
+        v = values.get(key) if isinstance(values, dict) else None
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{path}: field {key!r} is {v!r}, not a finite number")
+    return {k: float(values[k]) for k in QUALITY_KEYS}
+
+
+def format_goals(checked: list[dict]) -> str:
+    """One line per goal: met / NOT met / not measured, then the figures."""
+    word = {True: "met", False: "NOT met", None: "not measured"}
+    lines = ["Goals of the benchmark:"]
+    for g in checked:
+        lines.append(f"  [{word[g['met']]:>12}] {g['goal']}: {g['measured']}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("dirs", nargs="+", type=Path, help="--out-dir(s) of bench.semi_supervised")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument(
+        "--draws", type=int, default=200, help="bootstrap draws of each seed's margin intervals (0: none)"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
@@ -236,6 +464,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.exit(2, f"error: no finished benchmark runs under {', '.join(map(str, args.dirs))}\n")
     summary = summarise(runs)
     print(format_summary(summary, setting))
+    checked = goals(runs, summary, draws=args.draws)
+    print(format_goals(checked))
     out = {
         "setting": setting,
         "runs": [
@@ -243,6 +473,7 @@ def main(argv: list[str] | None = None) -> dict:
             for r in runs
         ],
         **summary,
+        "goals": checked,
         "unfinished": [str(p) for p in unfinished],
     }
     if args.json:

@@ -252,6 +252,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 # Variants whose AP is also measured at the first LR drop (70 % of the steps): has it plateaued?
 PLATEAU_CHECKED = ("supervised", "oracle")
 PLATEAU_TAG = "_at_lr_drop"
+# SSPCM's run directory keeps its pseudo-label quality (``pseudo_label_quality``) in this file.
+QUALITY_FILE = "pseudo_label_quality.json"
 
 
 def lr_drop_epoch(args: argparse.Namespace) -> int:
@@ -299,6 +301,8 @@ def run_method(args, data_dirs, variant: str, burn_in_runs: dict[str, Path]) -> 
             pcm_config(cfg),
             data_dirs["pool"] / "annotations.json",
         )
+        if run["quality"]:  # beside the run, for bench.repeat_summary's per-seed check of PCM
+            write_json_atomic(out / QUALITY_FILE, run["quality"])
     run["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return run
 

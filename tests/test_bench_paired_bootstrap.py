@@ -11,7 +11,7 @@ from pycocotools.coco import COCO
 
 from bench.paired_bootstrap import main
 from pipeline.evaluation.metrics import coco_keypoint_eval, ground_truth_as_results, load_coco_annotations
-from pipeline.evaluation.paired_bootstrap import ResampledAP, paired_bootstrap
+from pipeline.evaluation.paired_bootstrap import ResampledAP, paired_bootstrap, paired_bootstrap_runs
 
 K = 17
 
@@ -123,6 +123,26 @@ def test_identical_methods_differ_by_exactly_zero(val, tmp_path, capsys):
     out = main(["--ann", str(val), "--a", str(a), "--b", str(a), "--draws", "10", "--json"])
     assert out["diff"] == 0.0 and out["ci95"] == [0.0, 0.0] and out["p_a_above_b"] == 0.0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == out
+
+
+def test_mean_margin_over_repeats_shares_the_draws(val, tmp_path):
+    exact, _ = _results(val, tmp_path, "exact", 0.0)
+    near, _ = _results(val, tmp_path, "near", 2.0)
+    far, _ = _results(val, tmp_path, "far", 6.0)
+    one = paired_bootstrap(val, exact, far, draws=30, seed=3)
+    # one pair is exactly the two-file bootstrap; the same pair twice changes nothing
+    assert paired_bootstrap_runs(val, [(exact, far)], draws=30, seed=3) == one
+    assert paired_bootstrap_runs(val, [(exact, far), (exact, far)], draws=30, seed=3) == one
+    # a margin and its reverse cancel in every draw, not only on average
+    assert paired_bootstrap_runs(val, [(exact, far), (far, exact)], draws=30, seed=3)["ci95"] == [0.0, 0.0]
+    # two repeats: the means of the full-set APs, and an interval between the two pairs' own
+    two = paired_bootstrap_runs(val, [(exact, far), (near, far)], draws=30, seed=3)
+    other = paired_bootstrap(val, near, far, draws=30, seed=3)
+    assert two["AP_a"] == pytest.approx((one["AP_a"] + other["AP_a"]) / 2)
+    assert two["diff"] == pytest.approx((one["diff"] + other["diff"]) / 2)
+    assert min(one["ci95"][0], other["ci95"][0]) <= two["ci95"][0] <= max(one["ci95"][0], other["ci95"][0])
+    with pytest.raises(ValueError, match="no pair"):
+        paired_bootstrap_runs(val, [], draws=1)
 
 
 def test_missing_results_file_is_named(val, tmp_path):

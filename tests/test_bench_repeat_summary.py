@@ -5,16 +5,26 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.repeat_summary import collect, main, summarise
-from bench.semi_supervised import run_dir
+from bench.repeat_summary import collect, goals, main, summarise
+from bench.semi_supervised import QUALITY_FILE, VARIANTS, run_dir
 from pipeline.config import load_config, save_config
+from pipeline.evaluation.metrics import coco_keypoint_eval, ground_truth_as_results, load_coco_annotations
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_run(root: Path, seed: int, repeat: int, method: str, ap: float | None, steps_per_epoch: int = 30):
+def write_run(
+    root: Path,
+    seed: int,
+    repeat: int,
+    method: str,
+    ap: float | None,
+    steps_per_epoch: int = 30,
+    val_ann: Path | None = None,
+):
     """A benchmark run directory as bench.semi_supervised leaves it: config.yaml (+ eval.json once
     finished; ``ap=None`` for a run still training)."""
     run = run_dir(argparse.Namespace(seed=seed, repeat=repeat, out_dir=str(root)), method)
@@ -22,12 +32,16 @@ def write_run(root: Path, seed: int, repeat: int, method: str, ap: float | None,
     cfg = load_config(
         REPO / "configs" / "synthetic_benchmark.yaml",
         [
-            f"data.labeled_ann={data}/labeled/annotations.json",
+            # the oracle trains on every label of the seed's data (its all_labels.json)
+            f"data.labeled_ann={data}/all_labels.json"
+            if method == "oracle"
+            else f"data.labeled_ann={data}/labeled/annotations.json",
             "data.num_labeled=300",
-            f"method.name={'sspcm' if method.startswith('sspcm') else method}",
+            f"method.name={VARIANTS[method][0]}",
             "optim.epochs=15",
             f"optim.steps_per_epoch={steps_per_epoch}",
             f"train.seed={seed + 1000 * repeat}",
+            *([f"data.val_ann={val_ann}"] if val_ann else []),
         ],
     )
     save_config(cfg, run / "config.yaml")
@@ -128,3 +142,112 @@ def test_no_finished_runs_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing")])
     assert "benchmark output directory not found" in capsys.readouterr().err
+
+
+K = 17
+
+
+def write_val(path: Path, images: int = 12) -> Path:
+    """A COCO validation file: one person of 17 visible joints per image."""
+    anns = []
+    for i in range(images):
+        xs, ys = 10.0 + np.arange(K) * 3.0 + i, 20.0 + np.arange(K) * 4.0
+        kpts = np.stack([xs, ys, np.full(K, 2.0)], axis=1).ravel().tolist()
+        anns.append(
+            {"id": i + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0, "num_keypoints": K,
+             "keypoints": kpts, "bbox": [5.0, 15.0, 60.0, 80.0], "area": 60.0 * 80.0}
+        )  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"id": i + 1, "file_name": f"{i}.jpg", "width": 100, "height": 100} for i in range(images)
+                ],
+                "annotations": anns,
+                "categories": [
+                    {"id": 1, "name": "person", "keypoints": [f"j{k}" for k in range(K)], "skeleton": []}
+                ],
+            }
+        )
+    )
+    return path
+
+
+def write_results(val: Path, path: Path, shift_px: float, seed: int) -> float:
+    """Ground truth moved by a random shift of ``shift_px`` px per joint, as a results file; its AP."""
+    rng = np.random.default_rng(seed)
+    res = ground_truth_as_results(load_coco_annotations(val))
+    for r in res:
+        kp = np.asarray(r["keypoints"], dtype=np.float64).reshape(K, 3)
+        kp[:, :2] += rng.normal(0.0, shift_px, size=(K, 2))
+        r["keypoints"] = kp.ravel().tolist()
+    path.write_text(json.dumps(res))
+    return coco_keypoint_eval(load_coco_annotations(val), res)["AP"]
+
+
+def write_scored_run(root: Path, val: Path, seed: int, method: str, shift_px: float, **extra_files) -> Path:
+    """A finished run whose eval.json holds the AP of its results file (the reported network's)."""
+    network = "teacher_a" if method == "dual" else "student"
+    run = run_dir(argparse.Namespace(seed=seed, repeat=0, out_dir=str(root)), method)
+    run.mkdir(parents=True, exist_ok=True)
+    ap = write_results(val, run / f"results_{network}.json", shift_px, seed=100 * seed + len(method))
+    write_run(root, seed, 0, method, ap, val_ann=val)
+    for name, shift in extra_files.items():
+        write_results(val, run / f"results_{network}_{name}.json", shift, seed=7)
+    return run
+
+
+def test_goals_are_checked_from_the_runs_files(tmp_path, capsys):
+    val = write_val(tmp_path / "val.json")
+    root = tmp_path / "bench"
+    shifts = {"supervised": 4.0, "oracle": 0.5, "dual": 1.5, "sspcm": {0: 1.0, 1: 0.7}}
+    for seed in (0, 1):
+        for method, shift in shifts.items():
+            shift = shift[seed] if isinstance(shift, dict) else shift
+            # supervised at its first LR drop: as far off as at its end (plateaued), or much worse
+            extra = {"at_lr_drop": {0: 4.0, 1: 12.0}[seed]} if method == "supervised" else {}
+            run = write_scored_run(root, val, seed, method, shift, **extra)
+            if method == "sspcm":  # seed 1: PCM below the mean of the current teachers
+                quality = {"A_t": 0.30, "B_t": 0.31, "mean_AB": 0.33, "PCM": 0.34 if seed == 0 else 0.32}
+                (run / QUALITY_FILE).write_text(json.dumps({**quality, "pcm_stats": {}}))
+    runs, _, _ = collect([root])
+    aps = {(r.seed, r.method): r.ap for r in runs}
+    checked = {g["goal"].split(":")[0]: g for g in goals(runs, summarise(runs), draws=40)}
+    assert len(checked) == 8
+    repeats = checked["3 seeds x 3 repeats of supervised, Dual and SSPCM"]
+    assert repeats["met"] is False and repeats["repeats_of_all_three"] == {0: 1, 1: 1}
+    band = checked["supervised AP between 0.20 and 0.50 on every seed"]
+    assert band["supervised"] == {0: aps[0, "supervised"], 1: aps[1, "supervised"]}
+    assert band["met"] is all(0.2 <= aps[s, "supervised"] <= 0.5 for s in (0, 1))
+    oracle = checked["oracle at least 1.5x supervised on every seed"]
+    assert oracle["oracle_over_supervised"][1] == pytest.approx(aps[1, "oracle"] / aps[1, "supervised"])
+    assert oracle["met"] is all(aps[s, "oracle"] >= 1.5 * aps[s, "supervised"] for s in (0, 1))
+    # seed 1 gained far more than noise after its LR drop: not plateaued
+    plateau = checked["supervised plateaued on every seed"]
+    assert plateau["end_minus_at_lr_drop"][1]["ci95"][0] > 0 and plateau["met"] is False
+    assert plateau["end_minus_at_lr_drop"][0]["ci95"][0] <= 0
+    relative = checked["Dual - supervised at least +25 % of supervised (mean over every run)"]
+    expected = sum(aps[s, "dual"] - aps[s, "supervised"] for s in (0, 1)) / sum(
+        aps[s, "supervised"] for s in (0, 1)
+    )
+    assert relative["relative"] == pytest.approx(expected) and relative["met"] is (expected >= 0.25)
+    intervals = checked["Dual - supervised"]["dual_minus_supervised"]
+    assert intervals[0]["diff"] == pytest.approx(aps[0, "dual"] - aps[0, "supervised"])
+    assert checked["Dual - supervised"]["met"] is all(intervals[s]["ci95"][0] > 0 for s in (0, 1))
+    sspcm_dual = checked["SSPCM - Dual above 0 by at least 2 standard errors, pooled over every run"]
+    diffs = [aps[s, "sspcm"] - aps[s, "dual"] for s in (0, 1)]
+    se = abs(diffs[0] - diffs[1]) / 2  # two runs: sd / sqrt(2) = |d0 - d1| / 2
+    assert sspcm_dual["mean"] == pytest.approx(sum(diffs) / 2) and sspcm_dual["se"] == pytest.approx(se)
+    assert sspcm_dual["met"] is (sum(diffs) / 2 >= 2 * se)
+    pcm = checked[
+        "PCM's label more accurate on the pool than A_t, than B_t and than mean(A_t, B_t) on every seed"
+    ]
+    assert pcm["met"] is False and "seed 1: PCM 0.3200" in pcm["measured"]
+    # a missing quality file: not measured, and the file is named
+    (root / "seed1" / "sspcm" / QUALITY_FILE).unlink()
+    out = main([str(root), "--draws", "10", "--json"])
+    pcm = next(g for g in out["goals"] if g["goal"].startswith("PCM"))
+    assert pcm["met"] is None and str(root / "seed1" / "sspcm" / QUALITY_FILE) in pcm["measured"]
+    printed = capsys.readouterr().out
+    assert "[not measured] PCM's label" in printed and "[     NOT met] 3 seeds x 3 repeats" in printed
+    assert json.loads(printed.strip().splitlines()[-1])["goals"][0]["met"] is False

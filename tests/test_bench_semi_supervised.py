@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from bench.repeat_summary import main as repeat_summary
-from bench.semi_supervised import main, run_dir, training_seed
+from bench.semi_supervised import QUALITY_FILE, main, run_dir, training_seed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,6 +78,20 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
     expected = {m: pytest.approx(table[m]["AP"]) for m in ("supervised", "sspcm")}
     assert summary["seeds"][3]["repeats"] == {2: expected}
     assert summary["setting"]["steps"] == 4 and summary["unfinished"] == []
+    # and checks the goals from the runs' files: SSPCM's run kept its pseudo-label quality
+    kept = json.loads((tmp_path / "seed3_r2" / "sspcm" / QUALITY_FILE).read_text())
+    assert {k: kept[k] for k in ("A_t", "B_t", "mean_AB", "PCM")} == {
+        k: pytest.approx(quality[k]) for k in ("A_t", "B_t", "mean_AB", "PCM")
+    }
+    goals = {g["goal"].split(":")[0]: g for g in summary["goals"]}
+    pcm = goals[
+        "PCM's label more accurate on the pool than A_t, than B_t and than mean(A_t, B_t) on every seed"
+    ]
+    assert pcm["pseudo_labels"] == {
+        3: {k: pytest.approx(quality[k]) for k in ("A_t", "B_t", "mean_AB", "PCM")}
+    }
+    plateau = goals["supervised plateaued on every seed"]["end_minus_at_lr_drop"][3]
+    assert plateau["diff"] == pytest.approx(drop["diff"], abs=1e-9)
 
 
 def test_repeats_have_their_own_directory_and_training_seed(tmp_path):

@@ -70,20 +70,45 @@ class ResampledAP:
 
 def paired_bootstrap(ann: Path, results_a: Path, results_b: Path, draws: int = 200, seed: int = 0) -> dict:
     """AP of A and B on the full set, and the bootstrap distribution of AP(A) - AP(B)."""
-    ann, results_a, results_b = Path(ann), Path(results_a), Path(results_b)
-    for path, what in ((ann, "annotation file"), (results_a, "results file"), (results_b, "results file")):
+    return paired_bootstrap_runs(ann, [(results_a, results_b)], draws=draws, seed=seed)
+
+
+def paired_bootstrap_runs(
+    ann: Path, pairs: Sequence[tuple[Path, Path]], draws: int = 200, seed: int = 0
+) -> dict:
+    """The mean of AP(A_r) - AP(B_r) over several pairs of results files on one validation set.
+
+    ``pairs`` are (A_r, B_r) results files, say the training repeats r of two methods on one
+    seed's data. One bootstrap over the validation images: every draw scores every pair on the
+    same drawn images and keeps the mean of their differences, so the interval is that of the
+    repeats' mean margin, with the image-sampling noise and the repeats' spread both in it.
+    ``AP_a`` and ``AP_b`` are the means of the pairs' full-set APs; with one pair this is exactly
+    the paired bootstrap of two results files.
+    """
+    ann = Path(ann)
+    if not pairs:
+        raise ValueError("paired bootstrap: no pair of results files given")
+    files = [Path(f) for pair in pairs for f in pair]
+    for path, what in ((ann, "annotation file"), *((f, "results file") for f in files)):
         if not path.is_file():
             raise FileNotFoundError(f"{what} not found: {path}")
     coco = load_coco_annotations(ann)
     ids = np.array(sorted(coco.getImgIds()))
-    methods = ResampledAP(coco, results_a), ResampledAP(coco, results_b)
-    ap_a, ap_b = methods[0].ap(ids), methods[1].ap(ids)  # every image once: pycocotools' AP
+    scored = [(ResampledAP(coco, Path(a)), ResampledAP(coco, Path(b))) for a, b in pairs]
+
+    def mean_ap(drawn: np.ndarray, side: int) -> float:
+        return float(np.mean([pair[side].ap(drawn) for pair in scored]))
+
+    def mean_diff(drawn: np.ndarray) -> float:
+        return float(np.mean([a.ap(drawn) - b.ap(drawn) for a, b in scored]))
+
+    ap_a, ap_b = mean_ap(ids, 0), mean_ap(ids, 1)  # every image once: pycocotools' AP
     rng = np.random.default_rng(seed)
     diffs = []
     for d in range(draws):
         # scored on every drawn image, even one where a method predicts nothing
         drawn = rng.choice(ids, size=len(ids), replace=True)
-        diffs.append(methods[0].ap(drawn) - methods[1].ap(drawn))
+        diffs.append(mean_diff(drawn))
         if (d + 1) % 50 == 0:
             log.info("%d/%d draws", d + 1, draws)
     diffs_arr = np.asarray(diffs)
