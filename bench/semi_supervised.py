@@ -65,6 +65,7 @@ import torch
 from pipeline.cli import setup_logging
 from pipeline.config import load_config
 from pipeline.data.synthetic.benchmark_sets import make_benchmark_sets, pool_persons
+from pipeline.data.synthetic.figure import LEFT_SHADE
 from pipeline.evaluation.label_quality import pseudo_label_quality
 from pipeline.evaluation.paired_bootstrap import paired_bootstrap
 from pipeline.method.schedule import LocalExecutor
@@ -87,16 +88,18 @@ DEFAULTS = {
     "val_images": 500,
     "epochs": 5,
     "burn_in_steps": 1500,
+    "left_shade": LEFT_SHADE,
 }
 # Relative cost of one step of each variant on CPU (the slowest are started first).
 COST_PER_STEP = {"supervised": 1.0, "oracle": 1.0, "dual": 8.0, "sspcm": 12.0, "sspcm_cache": 11.0}
 
 
 def data_tag(args: argparse.Namespace) -> str:
-    """The data folder of a seed: ``seed<N>_d<difficulty>[_mp<max people>]`` (``_mp3``, the
-    generator's own default, is left out)."""
+    """The data folder of a seed: ``seed<N>_d<difficulty>[_mp<max people>][_ls<left shade>]``
+    (``_mp3`` and ``_ls0.6``, the generator's own defaults, are left out)."""
     tag = f"seed{args.seed}_d{args.difficulty:g}"
-    return tag + (f"_mp{args.max_people}" if args.max_people != 3 else "")
+    tag += f"_mp{args.max_people}" if args.max_people != 3 else ""
+    return tag + (f"_ls{args.left_shade:g}" if args.left_shade != LEFT_SHADE else "")
 
 
 def steps_per_epoch(args: argparse.Namespace, data: dict[str, Path]) -> int:
@@ -400,6 +403,13 @@ def main(argv: list[str] | None = None) -> dict:
         "--max-people", type=int, default=DEFAULTS["max_people"], help="persons per synthetic image: 1..N"
     )
     parser.add_argument(
+        "--left-shade",
+        type=float,
+        default=DEFAULTS["left_shade"],
+        help="brightness of the figures' left limbs against their right ones, in (0, 1]: the "
+        "left/right cue (lower = stronger)",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="extra config override"
     )
     parser.add_argument("--data-dir", default=str(REPO / "data" / "bench"))
@@ -416,6 +426,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.repeat < 0:
         parser.error(f"--repeat must be >= 0, got {args.repeat}")
+    if not 0.0 < args.left_shade <= 1.0:
+        parser.error(f"--left-shade must be in (0, 1], got {args.left_shade}")
     if args.quick:
         args.epochs, args.steps_per_epoch, args.batch_size, args.labeled = 2, 2, 4, 20
         args.burn_in_steps = min(args.burn_in_steps, 4)
@@ -436,6 +448,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.val_images,
         args.difficulty,
         args.max_people,
+        args.left_shade,
     )
     per_epoch = steps_per_epoch(args, data_dirs)
     table: dict[str, dict] = {

@@ -1,7 +1,7 @@
 """Write a synthetic people data set (COCO person keypoints) for the demo and the tests.
 
     python -m jobs.make_synthetic --out DIR --seed N --images N [--start-id 1]
-        [--image-size 320x256] [--max-people 3] [--workers 1]
+        [--image-size 320x256] [--max-people 3] [--workers 1] [--difficulty 1] [--left-shade 0.6]
 
 Writes ``DIR/images/<id:012d>.jpg`` and ``DIR/annotations.json`` (written atomically). Image
 ``k`` depends only on (seed, image id), so train / unlabeled / val sets made with disjoint id
@@ -16,6 +16,7 @@ import time
 
 from pipeline.cli import setup_logging
 from pipeline.data.synthetic.dataset import generate_dataset
+from pipeline.data.synthetic.figure import LEFT_SHADE
 from pipeline.data.synthetic.scene import DEFAULT_IMAGE_SIZE
 
 log = logging.getLogger("jobs.make_synthetic")
@@ -52,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="0..1: clutter, occluders, truncation, rotation and noise (1 = the default set)",
     )
+    parser.add_argument(
+        "--left-shade",
+        type=float,
+        default=LEFT_SHADE,
+        help=f"brightness of the figures' left limbs against their right ones, in (0, 1]: the "
+        f"left/right cue, lower is stronger ({LEFT_SHADE})",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -63,6 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--images and --start-id must be >= 0 and --max-people in 1..99")
     if not 0.0 <= args.difficulty <= 1.0:
         raise SystemExit(f"--difficulty must be in [0, 1], got {args.difficulty}")
+    if not 0.0 < args.left_shade <= 1.0:
+        raise SystemExit(f"--left-shade must be in (0, 1], got {args.left_shade}")
     t0 = time.perf_counter()
     coco = generate_dataset(
         args.out,
@@ -73,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
         max_people=args.max_people,
         workers=args.workers,
         difficulty=args.difficulty,
+        left_shade=args.left_shade,
     )
     dt = time.perf_counter() - t0
     log.info(

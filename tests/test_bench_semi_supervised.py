@@ -131,3 +131,12 @@ def test_a_burn_in_made_another_way_is_trained_again(tmp_path):
     # a method ablation does not reach the (supervised) burn-in: reused
     main([*base, "--set", "train.log_every=7", "--set", "method.dual_score_mask=true"])
     assert (folder / "a" / "eval.json").stat().st_mtime_ns == second
+
+
+def test_data_folder_names_every_generator_setting_that_differs():
+    from bench.semi_supervised import data_tag
+
+    base = {"seed": 2, "difficulty": 0.0, "max_people": 1, "left_shade": 0.6}
+    assert data_tag(argparse.Namespace(**base)) == "seed2_d0_mp1"
+    assert data_tag(argparse.Namespace(**{**base, "left_shade": 0.3})) == "seed2_d0_mp1_ls0.3"
+    assert data_tag(argparse.Namespace(**{**base, "max_people": 3, "difficulty": 0.5})) == "seed2_d0.5"

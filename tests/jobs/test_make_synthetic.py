@@ -39,6 +39,21 @@ def test_cli_rejects_a_bad_image_size(tmp_path):
     assert not (tmp_path / "annotations.json").exists()
 
 
+def test_cli_left_shade_redraws_the_same_people(tmp_path):
+    args = ("--seed", "5", "--images", "2", "--image-size", "160x128")
+    assert run("--out", str(tmp_path / "a"), *args).returncode == 0
+    assert run("--out", str(tmp_path / "b"), *args, "--left-shade", "0.3").returncode == 0
+    a, b = (json.loads((tmp_path / n / "annotations.json").read_text()) for n in ("a", "b"))
+    assert a == b  # the same persons and labels ...
+    first = a["images"][0]["file_name"]
+    assert (tmp_path / "a" / "images" / first).read_bytes() != (
+        tmp_path / "b" / "images" / first
+    ).read_bytes()
+    bad = run("--out", str(tmp_path / "c"), *args, "--left-shade", "1.5")
+    assert bad.returncode != 0 and "--left-shade must be in (0, 1]" in bad.stderr
+    assert not (tmp_path / "c").exists()
+
+
 def test_convert_cli_writes_a_coco_file(real_data, tmp_path):
     from pipeline.evaluation.metrics import load_coco_annotations
 

@@ -137,10 +137,12 @@ def test_arm_in_front_of_torso_self_occludes_hip():
     assert p2.kpts_img[J["left_hip"], 2] == 2 and p2.kpts_img[J["left_wrist"], 2] == 1
 
 
-@pytest.mark.parametrize("facing", [True, False])
-def test_left_limbs_are_darker(facing):
+@pytest.mark.parametrize(("facing", "shade"), [(True, LEFT_SHADE), (False, LEFT_SHADE), (True, 0.3)])
+def test_left_limbs_are_darker(facing, shade):
     fig = standing(facing_camera=facing)
-    img, _ = scene([fig])
+    img, _ = render_scene(
+        np.random.default_rng(0), SIZE, [fig], background=GREY, photometric=False, left_shade=shade
+    )
     kp = figure_keypoints(fig)
 
     def mean_colour(a: str, b: str) -> np.ndarray:
@@ -153,7 +155,17 @@ def test_left_limbs_are_darker(facing):
             mean_colour(f"right_{upper}", f"right_{lower}"),
         )
         assert left.sum() < 0.8 * right.sum()
-        np.testing.assert_allclose(left.sum() / right.sum(), LEFT_SHADE, atol=0.12)
+        np.testing.assert_allclose(left.sum() / right.sum(), shade, atol=0.12)
+
+
+def test_left_shade_changes_colours_not_labels(tmp_path):
+    """A stronger left/right cue draws the same scene: same labels, other pixels, still seeded."""
+    default, stronger = make_image(3, 12), make_image(3, 12, left_shade=0.3)
+    assert stronger[1:] == default[1:] and stronger[0] != default[0]
+    assert make_image(3, 12, left_shade=0.3) == stronger
+    with pytest.raises(ValueError, match="left_shade must be in"):
+        generate_dataset(tmp_path / "bad", seed=0, num_images=1, left_shade=0.0)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_variety_over_100_images():

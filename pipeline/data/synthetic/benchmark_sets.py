@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from pipeline.data.synthetic.dataset import generate_dataset
+from pipeline.data.synthetic.figure import LEFT_SHADE
 from pipeline.store.atomic_files import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,13 @@ def make_benchmark_sets(
     val_images: int,
     difficulty: float = 1.0,
     max_people: int = 3,
+    left_shade: float = LEFT_SHADE,
 ) -> dict[str, Path]:
     """Generate (or reuse) the three synthetic sets of one benchmark seed (1..``max_people``
-    persons per image) under ``root``: ``labeled/`` (ids from 1), ``pool/`` (from 100000) and
-    ``val/`` (from 1000000), plus ``all_labels.json`` (:func:`write_all_labels`). Returns
-    ``{"labeled", "pool", "val": set folder, "all": root}``."""
+    persons per image, left limbs ``left_shade`` times as bright as right ones) under ``root``:
+    ``labeled/`` (ids from 1), ``pool/`` (from 100000) and ``val/`` (from 1000000), plus
+    ``all_labels.json`` (:func:`write_all_labels`). Returns ``{"labeled", "pool", "val": set
+    folder, "all": root}``."""
     sets = {"labeled": (labeled_images, 1), "pool": (pool_images, 100_000), "val": (val_images, 1_000_000)}
     for name, (n, start) in sets.items():
         ann = root / name / "annotations.json"
@@ -44,6 +47,7 @@ def make_benchmark_sets(
             workers=2,
             difficulty=difficulty,
             max_people=max_people,
+            left_shade=left_shade,
         )
     dirs = {name: root / name for name in sets}
     dirs["all"] = write_all_labels(root, dirs["labeled"], dirs["pool"])

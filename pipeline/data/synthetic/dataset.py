@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from pipeline.data.skeletons import COCO17
+from pipeline.data.synthetic.figure import LEFT_SHADE
 from pipeline.data.synthetic.render import SyntheticPerson
 from pipeline.data.synthetic.scene import DEFAULT_IMAGE_SIZE, render_image
 from pipeline.store.atomic_files import holds_json, write_json_atomic
@@ -65,15 +66,17 @@ def make_image(
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
     max_people: int = 3,
     difficulty: float = 1.0,
+    left_shade: float = LEFT_SHADE,
 ) -> tuple[bytes, dict, list[dict]]:
     """Render image ``image_id`` of the set ``seed``: JPEG bytes, COCO image entry, annotations.
 
-    Depends only on (seed, image_id, image_size, max_people, difficulty).
+    Depends only on (seed, image_id, image_size, max_people, difficulty, left_shade); the
+    annotations do not depend on ``left_shade`` (a colour).
     """
     if max_people >= 100:
         raise ValueError("max_people must be < 100 (annotation ids are image_id * 100 + k)")
     rng = np.random.default_rng([seed, image_id])
-    img, persons = render_image(rng, image_size, max_people, difficulty)
+    img, persons = render_image(rng, image_size, max_people, difficulty, left_shade)
     ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for image {image_id}")
@@ -82,9 +85,11 @@ def make_image(
     return buf.tobytes(), entry, [person_annotation(p, image_id, k) for k, p in enumerate(persons)]
 
 
-def _make_and_write(args: tuple[Path, int, int, tuple[int, int], int, float]) -> tuple[dict, list[dict]]:
-    images_dir, seed, image_id, image_size, max_people, difficulty = args
-    data, entry, anns = make_image(seed, image_id, image_size, max_people, difficulty)
+def _make_and_write(
+    args: tuple[Path, int, int, tuple[int, int], int, float, float],
+) -> tuple[dict, list[dict]]:
+    images_dir, seed, image_id, image_size, max_people, difficulty, left_shade = args
+    data, entry, anns = make_image(seed, image_id, image_size, max_people, difficulty, left_shade)
     (images_dir / entry["file_name"]).write_bytes(data)
     return entry, anns
 
@@ -99,22 +104,30 @@ def generate_dataset(
     max_people: int = 3,
     workers: int = 1,
     difficulty: float = 1.0,
+    left_shade: float = LEFT_SHADE,
 ) -> dict:
     """Write ``out_dir/images/<id:012d>.jpg`` and ``out_dir/annotations.json`` (COCO keypoints).
 
     Image ids are ``start_id .. start_id + num_images - 1``; image ``i`` depends only on
     (seed, image id), so sets with disjoint id ranges are distinct even with the same seed.
+    ``left_shade`` in (0, 1] is how bright the figures' left limbs are against their right ones
+    (the left/right cue: lower is easier to tell apart).
 
     Returns:
         the COCO dict that was written.
     """
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    if not 0.0 < left_shade <= 1.0:
+        raise ValueError(f"left_shade must be in (0, 1], got {left_shade}")
     out_dir = Path(out_dir)
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     size = (int(image_size[0]), int(image_size[1]))
-    if not 0.0 <= difficulty <= 1.0:
-        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
-    jobs = [(images_dir, seed, start_id + i, size, max_people, float(difficulty)) for i in range(num_images)]
+    jobs = [
+        (images_dir, seed, start_id + i, size, max_people, float(difficulty), float(left_shade))
+        for i in range(num_images)
+    ]
     images, annotations = [], []
     step = max(num_images // 10, 1)
     if workers > 1:

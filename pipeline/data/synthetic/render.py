@@ -122,8 +122,9 @@ def _shade(colour, factor: float) -> tuple[float, float, float]:
     return tuple(float(c) * factor for c in colour)
 
 
-def _draw_figure(canvas: _Canvas, fig: Figure, person: int) -> np.ndarray:
-    """Draw ``fig`` back to front into ``canvas``; returns its (17, 2) image-space joints."""
+def _draw_figure(canvas: _Canvas, fig: Figure, person: int, left_shade: float = LEFT_SHADE) -> np.ndarray:
+    """Draw ``fig`` back to front into ``canvas``, its left limbs ``left_shade`` times as bright as
+    the right ones; returns its (17, 2) image-space joints."""
     body = body_geometry(fig)
     kp = to_image(fig, body.joints)
     h = fig.height_px
@@ -135,7 +136,7 @@ def _draw_figure(canvas: _Canvas, fig: Figure, person: int) -> np.ndarray:
 
     def limb_colour(cloth, bare: bool, left: bool):
         base = app.skin if bare else cloth
-        return _shade(base, LEFT_SHADE if left else 1.0)
+        return _shade(base, left_shade if left else 1.0)
 
     def arm(k: int) -> None:
         side, left = ("left", True) if k == 0 else ("right", False)
@@ -177,7 +178,7 @@ def _draw_figure(canvas: _Canvas, fig: Figure, person: int) -> np.ndarray:
             foot,
             0.04 * wb,
             0.035 * wb,
-            canvas.new_id(person, parts[2], _shade(app.shoes, LEFT_SHADE if left else 1.0), plain),
+            canvas.new_id(person, parts[2], _shade(app.shoes, left_shade if left else 1.0), plain),
         )
 
     def torso() -> None:
@@ -429,6 +430,7 @@ def render_scene(
     background: np.ndarray | None = None,
     photometric: bool = True,
     difficulty: float = 1.0,
+    left_shade: float = LEFT_SHADE,
 ) -> tuple[np.ndarray, list[SyntheticPerson]]:
     """Draw ``items`` back to front (later items cover earlier ones) and label every figure.
 
@@ -439,6 +441,8 @@ def render_scene(
         background: (H, W, 3) float32 RGB; a random cluttered one when None.
         photometric: apply lighting, blur, noise and JPEG artefacts.
         difficulty: in [0, 1], scales the background clutter and the photometric noise.
+        left_shade: brightness of each figure's left limbs relative to its right ones (the
+            left/right cue; lower is a stronger cue).
 
     Returns:
         image uint8 RGB (H, W, 3) and one ``SyntheticPerson`` per Figure, in item order
@@ -453,7 +457,7 @@ def render_scene(
     joints = []
     for item in items:
         if isinstance(item, Figure):
-            joints.append(_draw_figure(canvas, item, len(joints)))
+            joints.append(_draw_figure(canvas, item, len(joints), left_shade))
         else:
             _draw_occluder(canvas, item, rng)
     img = _compose(canvas, bg, rng)

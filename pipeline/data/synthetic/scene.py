@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.data.skeletons import COCO17
-from pipeline.data.synthetic.figure import Figure, figure_keypoints, limb_like_colour, sample_figure
+from pipeline.data.synthetic.figure import (
+    LEFT_SHADE,
+    Figure,
+    figure_keypoints,
+    limb_like_colour,
+    sample_figure,
+)
 from pipeline.data.synthetic.render import Occluder, SyntheticPerson, render_scene
 
 DEFAULT_IMAGE_SIZE: tuple[int, int] = (320, 256)  # (W, H)
@@ -66,12 +72,15 @@ def render_image(
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
     max_people: int = 3,
     difficulty: float = 1.0,
+    left_shade: float = LEFT_SHADE,
 ) -> tuple[np.ndarray, list[SyntheticPerson]]:
     """One random image: uint8 RGB (H, W, 3) and its annotatable persons (image space).
 
     ``difficulty`` in [0, 1] (1 = the default set) scales clutter, occluders, truncation,
-    rotation and sensor noise; see :func:`sample_figure`, :func:`_background`.
+    rotation and sensor noise; see :func:`sample_figure`, :func:`_background`. ``left_shade``
+    is the brightness of the figures' left limbs relative to their right ones (the left/right
+    cue); it changes colours only, so the same rng gives the same scene and labels.
     """
     items = sample_scene(rng, image_size, max_people, difficulty)
-    img, persons = render_scene(rng, image_size, items, difficulty=difficulty)
+    img, persons = render_scene(rng, image_size, items, difficulty=difficulty, left_shade=left_shade)
     return img, [p for p in persons if p.annotatable]
