@@ -64,8 +64,10 @@ import torch
 
 from pipeline.cli import setup_logging
 from pipeline.config import load_config
+from pipeline.data.skeletons import COCO17
 from pipeline.data.synthetic.benchmark_sets import make_benchmark_sets, pool_persons
 from pipeline.data.synthetic.figure import LEFT_SHADE
+from pipeline.evaluation.inversions import inversion_summary
 from pipeline.evaluation.label_quality import pseudo_label_quality
 from pipeline.evaluation.paired_bootstrap import paired_bootstrap
 from pipeline.method.schedule import LocalExecutor
@@ -489,6 +491,9 @@ def main(argv: list[str] | None = None) -> dict:
         row["wall_s"] = round(run["wall"], 1)
         row["step_s"] = round(run["wall"] / table["run"]["steps"], 3)
         row["peak_rss_mb"] = round(run["peak_rss_mb"])
+        # left/right inversions on the validation set, and what they cost in AP
+        results_file = run_dir(args, variant) / f"results_{primary}.json"
+        row["left_right"] = inversion_summary(data_dirs["val"] / "annotations.json", results_file, COCO17)
         table[variant] = row
         if run["quality"]:
             table["pseudo_labels"] = run["quality"]

@@ -34,6 +34,10 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
         row = table[method]
         assert 0.0 <= row["AP"] <= 1.0 and row["network"] == "student"
         assert row["step_s"] > 0 and row["peak_rss_mb"] > 100
+        # left/right inversions of the reported network on the validation set, from its results file
+        lr = row["left_right"]
+        assert lr["AP"] == pytest.approx(row["AP"]) and lr["AP_swaps_undone"] >= lr["AP"]
+        assert lr["joints"] > 0 and 0.0 <= lr["swapped"] <= 1.0 - lr["correct"]
     quality = table["pseudo_labels"]
     assert {"A_t", "B_t", "PCM", "mean_AB", "pcm_stats", "by_pi", "by_joint", "by_pair"} <= set(quality)
     # every labelled pool joint is scored once: in one PI bin and under its joint type
@@ -50,7 +54,7 @@ def test_quick_benchmark_prints_the_json_contract(tmp_path):
     for r in quality["by_joint"]:
         if r["joints"]:
             assert 0.0 <= r["PCM_swapped"] <= 1.0 - r["PCM_correct"]
-    assert "swap" in proc.stdout
+    assert "swap" in proc.stdout and "with swaps undone" in proc.stdout
     # the margin's paired bootstrap compared the two methods' own results files
     margin = table["margins"]["sspcm-supervised"]
     assert set(table["margins"]) == {"sspcm-supervised", "supervised-at_lr_drop"} and margin["draws"] == 5

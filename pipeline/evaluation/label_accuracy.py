@@ -77,7 +77,7 @@ def mirrored_similarity(
     return sim
 
 
-def _swapped(sim: np.ndarray, mirrored: np.ndarray, correct_at: float) -> np.ndarray:
+def swapped_joints(sim: np.ndarray, mirrored: np.ndarray, correct_at: float) -> np.ndarray:
     """(N, K) bool: wrong as itself, right as its mirror joint."""
     with np.errstate(invalid="ignore"):
         return (sim < correct_at) & (np.nan_to_num(mirrored, nan=0.0) >= correct_at)
@@ -145,7 +145,7 @@ def _swapped_by_source(
         m = np.asarray(m, dtype=np.float64)
         if m.shape != sims[name].shape:
             raise ValueError(f"mirrored similarity {name!r} has shape {m.shape}, not {sims[name].shape}")
-        out[name] = _swapped(sims[name], m, correct_at)
+        out[name] = swapped_joints(sims[name], m, correct_at)
     return out
 
 

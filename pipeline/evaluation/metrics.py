@@ -170,6 +170,27 @@ def _num_joints(coco: COCO) -> int:
     return len(person[0]["keypoints"])
 
 
+def load_keypoint_results(results: list[dict] | str | Path, coco: COCO) -> list[dict]:
+    """COCO keypoint results (a list or a JSON file), checked against ``coco``'s images and joint
+    count; ``ResultsError`` names the file, the record and the field. A list is copied record by
+    record: pycocotools' ``loadRes`` adds fields to the records it is given, and a caller's
+    results must come back as they went in."""
+    source = "<results>"
+    if isinstance(results, (str, Path)):
+        source = str(results)
+        if not Path(results).is_file():
+            raise FileNotFoundError(f"results file not found: {results}")
+        with open(results) as f:
+            try:
+                results = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ResultsError(f"{source}: not valid JSON: {e}") from None
+    if not isinstance(results, list):
+        raise ResultsError(f"{source}: expected a JSON list of results")
+    records = [dict(r) if isinstance(r, dict) else r for r in results]
+    return _validate_results(records, coco, _num_joints(coco), source)
+
+
 def evaluate_keypoints(
     ann: str | Path | COCO,
     results: list[dict] | str | Path,
@@ -184,17 +205,7 @@ def evaluate_keypoints(
     """
     coco = load_coco_annotations(ann)
     k = _num_joints(coco)
-    source = "<results>"
-    if isinstance(results, (str, Path)):
-        source = str(results)
-        if not Path(results).is_file():
-            raise FileNotFoundError(f"results file not found: {results}")
-        with open(results) as f:
-            try:
-                results = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ResultsError(f"{source}: not valid JSON: {e}") from None
-    results = _validate_results(list(results), coco, k, source)
+    results = load_keypoint_results(results, coco)
     if not results:
         return None
     sig = np.asarray(sigmas if sigmas is not None else skeleton_for_num_joints(k).sigmas, dtype=np.float64)

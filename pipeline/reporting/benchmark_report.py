@@ -1,8 +1,9 @@
 """The synthetic benchmark's report as text: one row per method, the pseudo labels, the margins.
 
 ``benchmark_report`` lays out the table of ``python -m bench.semi_supervised`` (AP, AP50, AP75,
-A+B ensemble, AP at the first LR drop, wall time, time per step, peak RSS; the pseudo labels'
-OKS AP and PCM's statistics; each margin with its 95 % interval).
+A+B ensemble, AP at the first LR drop, wall time, time per step, peak RSS; each method's
+left/right inversions on the validation set; the pseudo labels' OKS AP and PCM's statistics;
+each margin with its 95 % interval).
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ def benchmark_report(
             f"{ens:>8}{drop:>9}"
             f"{row['wall_s']:>8.0f}{row['step_s']:>8.2f}{row['peak_rss_mb']:>9.0f}"
         )
+    inversions = [(m, row["left_right"]) for m, row in table.items() if m in variants and "left_right" in row]
+    if inversions:
+        lines.append(
+            "left/right on the validation set (joints right: OKS similarity >= 0.5; swapped: wrong, "
+            "but right as the mirror joint), and the AP with every swap undone:"
+        )
+        for method, lr in inversions:
+            lines.append(
+                f"  {method:<12}right {_num(lr['correct'])}  swapped {_num(lr['swapped'])}  "
+                f"AP {lr['AP']:.3f} -> {lr['AP_swaps_undone']:.3f} with swaps undone"
+            )
     if "pseudo_labels" in table:
         q = table["pseudo_labels"]
         lines.append(
