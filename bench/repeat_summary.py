@@ -17,7 +17,9 @@ the same margins pooled over every (seed, repeat) that has both methods. Margins
 benchmark's move between repeats by about their own size, so a single run cannot order two
 methods; this is what tells whether a mean margin is more than noise.
 
-Then it checks the benchmark's goals, each with the figures behind it (``GOALS``): 3 seeds x 3
+Then, per method, the left/right inversions of its runs on the validation set (mean over runs of
+``inversion_summary``: joints right, joints swapped with their mirror joint, AP with every swap
+undone), and it checks the benchmark's goals, each with the figures behind it (``GOALS``): 3 seeds x 3
 repeats; supervised AP between 0.20 and 0.50 on every seed; the oracle at least 1.5x supervised;
 supervised plateaued (its end not above its AP at the first LR drop, 70 % of the steps, beyond
 the noise); Dual - supervised at least +25 % of supervised, with every seed's 95 % interval above
@@ -27,8 +29,8 @@ is a paired bootstrap over its validation images of the mean margin over its rep
 (``paired_bootstrap_runs``, ``--draws``); the pseudo-label accuracies are those SSPCM's runs
 keep in ``pseudo_label_quality.json``. A goal whose runs or files are missing is reported as not
 measured, with what is missing. With ``--json`` the last line is one JSON object
-``{"setting": ..., "runs": [...], "seeds": {...}, "pooled": {...}, "goals": [...],
-"unfinished": [...]}``.
+``{"setting": ..., "runs": [...], "seeds": {...}, "pooled": {...}, "left_right": {...},
+"goals": [...], "unfinished": [...]}``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from pathlib import Path
 from bench.semi_supervised import MARGINS, PLATEAU_TAG, QUALITY_FILE, VARIANTS, reported_network
 from pipeline.cli import setup_logging
 from pipeline.config import ConfigError, load_config
+from pipeline.data.skeletons import COCO17
+from pipeline.evaluation.inversions import inversion_summary
 from pipeline.evaluation.paired_bootstrap import paired_bootstrap_runs
 
 log = logging.getLogger("bench.repeat_summary")
@@ -442,6 +446,40 @@ def format_goals(checked: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def inversions(runs: list[RunResult]) -> dict[str, dict]:
+    """Per method, the mean over its runs of ``inversion_summary`` on the validation set (joints
+    right, joints swapped with their mirror joint, AP with every swap undone), from each run's
+    results file; runs without one are left out (``runs`` counts those used)."""
+    per_method: dict[str, list[dict]] = {}
+    for r in runs:
+        results = _results_file(r)
+        if results.is_file():
+            per_method.setdefault(r.method, []).append(inversion_summary(_val_ann(r), results, COCO17))
+    return {
+        method: {
+            **{
+                k: sum(s[k] for s in found) / len(found)
+                for k in ("correct", "swapped", "AP", "AP_swaps_undone")
+            },
+            "runs": len(found),
+        }
+        for method, found in per_method.items()
+    }
+
+
+def format_inversions(left_right: dict[str, dict]) -> str:
+    lines = [
+        "Left/right on the validation set, mean over runs (right: OKS similarity >= 0.5; swapped: "
+        "wrong, but right as the mirror joint; AP with every swap undone):"
+    ]
+    for method, m in left_right.items():
+        lines.append(
+            f"  {method:<12}right {m['correct']:.3f}  swapped {m['swapped']:.3f}  AP {m['AP']:.4f} -> "
+            f"{m['AP_swaps_undone']:.4f}  ({m['runs']} runs)"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -464,6 +502,9 @@ def main(argv: list[str] | None = None) -> dict:
         parser.exit(2, f"error: no finished benchmark runs under {', '.join(map(str, args.dirs))}\n")
     summary = summarise(runs)
     print(format_summary(summary, setting))
+    left_right = inversions(runs)
+    if left_right:
+        print(format_inversions(left_right))
     checked = goals(runs, summary, draws=args.draws)
     print(format_goals(checked))
     out = {
@@ -473,6 +514,7 @@ def main(argv: list[str] | None = None) -> dict:
             for r in runs
         ],
         **summary,
+        "left_right": left_right,
         "goals": checked,
         "unfinished": [str(p) for p in unfinished],
     }

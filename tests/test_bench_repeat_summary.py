@@ -246,6 +246,10 @@ def test_goals_are_checked_from_the_runs_files(tmp_path, capsys):
     # a missing quality file: not measured, and the file is named
     (root / "seed1" / "sspcm" / QUALITY_FILE).unlink()
     out = main([str(root), "--draws", "10", "--json"])
+    # left/right inversions per method, from the same results files
+    assert out["left_right"]["dual"]["runs"] == 2
+    assert out["left_right"]["dual"]["AP"] == pytest.approx((aps[0, "dual"] + aps[1, "dual"]) / 2)
+    assert out["left_right"]["oracle"]["AP_swaps_undone"] >= out["left_right"]["oracle"]["AP"]
     pcm = next(g for g in out["goals"] if g["goal"].startswith("PCM"))
     assert pcm["met"] is None and str(root / "seed1" / "sspcm" / QUALITY_FILE) in pcm["measured"]
     printed = capsys.readouterr().out
