@@ -238,6 +238,7 @@ SUPERVISED_BAND = (0.20, 0.50)
 ORACLE_RATIO = 1.5
 DUAL_RELATIVE = 0.25
 SSPCM_DUAL_SE = 2.0
+MIN_RUNS_FOR_SE = 3
 SEEDS_X_REPEATS = (3, 3)
 COMPARED = ("supervised", "dual", "sspcm")
 
@@ -379,18 +380,23 @@ def goals(runs: list[RunResult], summary: dict, draws: int = 200) -> list[dict]:
         )
     )
 
-    # SSPCM - Dual pooled, in standard errors
+    # SSPCM - Dual pooled, in standard errors (of at least MIN_RUNS_FOR_SE runs: with two, the
+    # standard error is itself too noisy to count in)
     p = summary["pooled"].get("sspcm-dual")
     in_se = p["mean"] / p["se"] if p and p["n"] > 1 and p["se"] > 0 else None
+    text = "needs SSPCM and Dual on at least two runs"
+    if in_se is not None:
+        text = f"{p['mean']:+.4f} AP, standard error {p['se']:.4f} ({in_se:+.1f} SE) over {p['n']} runs"
+        if p["n"] < MIN_RUNS_FOR_SE:
+            text += f" (not judged under {MIN_RUNS_FOR_SE} runs)"
     out.append(
         _goal(
             f"SSPCM - Dual above 0 by at least {SSPCM_DUAL_SE:g} standard errors, pooled over every run",
-            (in_se >= SSPCM_DUAL_SE) if in_se is not None else None,
-            f"{p['mean']:+.4f} AP, standard error {p['se']:.4f} ({in_se:+.1f} SE) over {p['n']} runs"
-            if in_se is not None
-            else "needs SSPCM and Dual on at least two runs",
+            (in_se >= SSPCM_DUAL_SE) if in_se is not None and p["n"] >= MIN_RUNS_FOR_SE else None,
+            text,
             mean=p["mean"] if p else None,
             se=p["se"] if p else None,
+            runs=p["n"] if p else 0,
         )
     )
 

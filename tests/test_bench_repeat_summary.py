@@ -92,6 +92,15 @@ def test_means_and_margins_over_repeats_and_dirs(tmp_path):
     pooled = summary["pooled"]["sspcm-dual"]
     assert pooled["n"] == 4 and pooled["positive"] == 3
     assert pooled["mean"] == pytest.approx((sum(diffs) + 0.005) / 4)
+    # goals without bootstrap draws: the SSPCM - Dual goal is judged on four runs, the intervals not
+    checked = {g["goal"].split(":")[0]: g for g in goals(runs, summary, draws=0)}
+    sspcm_dual = checked["SSPCM - Dual above 0 by at least 2 standard errors, pooled over every run"]
+    assert sspcm_dual["runs"] == 4 and sspcm_dual["met"] is (pooled["mean"] >= 2 * pooled["se"])
+    assert checked["Dual - supervised"]["met"] is None
+    assert checked["3 seeds x 3 repeats of supervised, Dual and SSPCM"]["repeats_of_all_three"] == {
+        0: 3,
+        1: 1,
+    }
 
 
 def test_cli_prints_the_table_and_standard_json(tmp_path, capsys):
@@ -238,7 +247,7 @@ def test_goals_are_checked_from_the_runs_files(tmp_path, capsys):
     diffs = [aps[s, "sspcm"] - aps[s, "dual"] for s in (0, 1)]
     se = abs(diffs[0] - diffs[1]) / 2  # two runs: sd / sqrt(2) = |d0 - d1| / 2
     assert sspcm_dual["mean"] == pytest.approx(sum(diffs) / 2) and sspcm_dual["se"] == pytest.approx(se)
-    assert sspcm_dual["met"] is (sum(diffs) / 2 >= 2 * se)
+    assert sspcm_dual["met"] is None and "not judged under 3 runs" in sspcm_dual["measured"]  # two runs
     pcm = checked[
         "PCM's label more accurate on the pool than A_t, than B_t and than mean(A_t, B_t) on every seed"
     ]
