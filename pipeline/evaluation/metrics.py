@@ -112,18 +112,23 @@ def write_results(results: list[dict], path: str | Path) -> None:
         json.dump(results, f)
 
 
+def _read_json(path: Path, what: str, error: type[Exception]) -> object:
+    """The JSON value in ``path``; a missing file raises ``FileNotFoundError`` naming ``what`` and
+    the path, an unreadable one ``error`` naming the path and the parser's message."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise error(f"{path}: not valid JSON: {e}") from None
+
+
 def load_coco_annotations(ann: str | Path | COCO) -> COCO:
     """A pycocotools ``COCO`` for an annotation file; missing ``iscrowd``/``area`` get COCO's meaning."""
     if isinstance(ann, COCO):
         return ann
-    p = Path(ann)
-    if not p.is_file():
-        raise FileNotFoundError(f"annotation file not found: {p}")
-    with open(p) as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p}: not valid JSON: {e}") from None
+    data = _read_json(Path(ann), "annotation file", ValueError)
     # Some COCO-style conversions (e.g. AI Challenger's) omit these; COCO's meaning is assumed.
     for a in data.get("annotations", []):
         a.setdefault("iscrowd", 0)
@@ -178,13 +183,7 @@ def load_keypoint_results(results: list[dict] | str | Path, coco: COCO) -> list[
     source = "<results>"
     if isinstance(results, (str, Path)):
         source = str(results)
-        if not Path(results).is_file():
-            raise FileNotFoundError(f"results file not found: {results}")
-        with open(results) as f:
-            try:
-                results = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ResultsError(f"{source}: not valid JSON: {e}") from None
+        results = _read_json(Path(results), "results file", ResultsError)
     if not isinstance(results, list):
         raise ResultsError(f"{source}: expected a JSON list of results")
     records = [dict(r) if isinstance(r, dict) else r for r in results]
