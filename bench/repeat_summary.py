@@ -85,20 +85,26 @@ def run_setting(run: Path) -> dict:
     }
 
 
-def read_ap(run: Path, method: str) -> float:
-    """Validation AP of the network the benchmark reports for ``method``, from ``eval.json``."""
-    path = run / "eval.json"
-    key = f"eval/{reported_network(method)}/AP"
+def read_numbers(path: Path, keys: tuple[str, ...], hint: str = "") -> dict[str, float]:
+    """The finite numbers ``keys`` of the JSON object in ``path``; ``ValueError`` names the file
+    and the field (``hint`` says what a missing field is)."""
     try:
         values = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(values, dict) or key not in values:
-        raise ValueError(f"{path}: no field {key!r} (the {method} run's reported network)")
-    ap = values[key]
-    if not isinstance(ap, (int, float)) or not math.isfinite(ap):
-        raise ValueError(f"{path}: field {key!r} is {ap!r}, not a finite number")
-    return float(ap)
+    for key in keys:
+        if not isinstance(values, dict) or key not in values:
+            raise ValueError(f"{path}: no field {key!r}{hint}")
+        v = values[key]
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{path}: field {key!r} is {v!r}, not a finite number")
+    return {k: float(values[k]) for k in keys}
+
+
+def read_ap(run: Path, method: str) -> float:
+    """Validation AP of the network the benchmark reports for ``method``, from ``eval.json``."""
+    key = f"eval/{reported_network(method)}/AP"
+    return read_numbers(run / "eval.json", (key,), f" (the {method} run's reported network)")[key]
 
 
 def collect(dirs: list[Path]) -> tuple[list[RunResult], list[Path], dict]:
@@ -241,6 +247,8 @@ SSPCM_DUAL_SE = 2.0
 MIN_RUNS_FOR_SE = 3
 SEEDS_X_REPEATS = (3, 3)
 COMPARED = ("supervised", "dual", "sspcm")
+# OKS APs on the pool that SSPCM's runs keep: the teachers, their mean and PCM's label.
+QUALITY_KEYS = ("A_t", "B_t", "mean_AB", "PCM")
 
 
 def _by_seed(runs: list[RunResult], method: str) -> dict[int, list[RunResult]]:
@@ -406,7 +414,7 @@ def goals(runs: list[RunResult], summary: dict, draws: int = 200) -> list[dict]:
     for s, rs in _by_seed(runs, "sspcm").items():
         files = [r.path / QUALITY_FILE for r in rs]
         missing += [str(f) for f in files if not f.is_file()]
-        found = [read_quality(f) for f in files if f.is_file()]
+        found = [read_numbers(f, QUALITY_KEYS) for f in files if f.is_file()]
         if found:
             quality[s] = {k: sum(q[k] for q in found) / len(found) for k in QUALITY_KEYS}
     beaten = {s: q["PCM"] > max(q["A_t"], q["B_t"], q["mean_AB"]) for s, q in quality.items()}
@@ -425,22 +433,6 @@ def goals(runs: list[RunResult], summary: dict, draws: int = 200) -> list[dict]:
         )
     )
     return out
-
-
-QUALITY_KEYS = ("A_t", "B_t", "mean_AB", "PCM")
-
-
-def read_quality(path: Path) -> dict[str, float]:
-    """The OKS APs on the pool of A_t, B_t, their mean and PCM's label from an SSPCM run's file."""
-    try:
-        values = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    for key in QUALITY_KEYS:
-        v = values.get(key) if isinstance(values, dict) else None
-        if not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"{path}: field {key!r} is {v!r}, not a finite number")
-    return {k: float(values[k]) for k in QUALITY_KEYS}
 
 
 def format_goals(checked: list[dict]) -> str:

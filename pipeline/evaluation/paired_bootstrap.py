@@ -85,14 +85,9 @@ def paired_bootstrap_runs(
     ``AP_a`` and ``AP_b`` are the means of the pairs' full-set APs; with one pair this is exactly
     the paired bootstrap of two results files.
     """
-    ann = Path(ann)
     if not pairs:
         raise ValueError("paired bootstrap: no pair of results files given")
-    files = [Path(f) for pair in pairs for f in pair]
-    for path, what in ((ann, "annotation file"), *((f, "results file") for f in files)):
-        if not path.is_file():
-            raise FileNotFoundError(f"{what} not found: {path}")
-    coco = load_coco_annotations(ann)
+    coco = load_coco_annotations(Path(ann))  # a missing file of either kind is named on loading
     ids = np.array(sorted(coco.getImgIds()))
     scored = [(ResampledAP(coco, Path(a)), ResampledAP(coco, Path(b))) for a, b in pairs]
 
