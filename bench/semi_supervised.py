@@ -53,6 +53,7 @@ With ``--json`` the last line is one JSON object:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -195,9 +196,20 @@ def method_overrides(
 
 def burn_in_dir(args: argparse.Namespace, data: dict[str, Path], name: str) -> Path:
     """Where burn-in network ``name`` is cached, next to the data: one folder per labeled count,
-    step count, batch size and LR (``burn_in.json`` in it records the whole recipe)."""
+    step count, batch size, LR and set of non-method ``--set`` overrides (a short hash of them),
+    so an ablation such as ``--set augment.flip_prob=0`` trains its own burn-ins and leaves the
+    default ones in place (``burn_in.json`` in it records the whole recipe)."""
     tag = f"burn_in_{args.burn_in_steps}_bs{args.batch_size}_l{args.labeled}_lr{args.burn_in_lr:g}"
+    overrides = burn_in_overrides(args)
+    if overrides:
+        tag += "_set" + hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
     return data["labeled"].parent / tag / name
+
+
+def burn_in_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides a burn-in depends on: all but ``method.*`` (a burn-in is
+    supervised, so method ablations reuse the cached networks)."""
+    return [o for o in args.set if not o.startswith("method.")]
 
 
 def train_burn_in(args: argparse.Namespace, data: dict[str, Path], name: str) -> float:
@@ -215,8 +227,7 @@ def train_burn_in(args: argparse.Namespace, data: dict[str, Path], name: str) ->
     done, marker = out / "eval.json", out / "burn_in.json"
     final = out / "checkpoints" / f"step_{max(1, args.burn_in_steps // epochs) * epochs:08d}"
     # everything the cached network depends on besides the data; another recipe trains it again.
-    # A burn-in is supervised, so ``--set method.*`` ablations do not reach it and reuse the cache.
-    overrides = [o for o in args.set if not o.startswith("method.")]
+    overrides = burn_in_overrides(args)
     recipe = {"name": name, "seed": args.seed, "labeled": args.labeled, "steps": args.burn_in_steps}
     recipe.update(batch_size=args.batch_size, lr=args.burn_in_lr, set=overrides)
     if not (done.is_file() and final.is_dir() and holds_json(marker, recipe)):

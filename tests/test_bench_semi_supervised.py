@@ -112,10 +112,10 @@ def test_negative_repeat_is_refused(tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # refused before any data or run was written
 
 
-def test_a_burn_in_made_another_way_is_trained_again(tmp_path):
-    """The burn-in cache is keyed by its recipe: other labeled count or LR -> another folder;
-    other ``--set`` overrides in the same folder -> trained again; the same recipe, or another
-    ``method.*`` override only -> reused."""
+def test_a_burn_in_made_another_way_gets_its_own_cache(tmp_path):
+    """The burn-in cache is keyed by its recipe: other labeled count, LR or non-method ``--set``
+    overrides -> another folder, the default one left as it was; the same recipe, or another
+    ``method.*`` override only -> reused; a folder whose recorded recipe differs -> trained again."""
     base = ["--quick", "--methods", "supervised", "--no-pseudo-label-quality", "--out-dir", str(tmp_path)]
     main(base)
     (folder,) = (tmp_path / "quick_data").glob("seed0_*/burn_in_*")
@@ -125,16 +125,26 @@ def test_a_burn_in_made_another_way_is_trained_again(tmp_path):
     first = (folder / "a" / "eval.json").stat().st_mtime_ns
 
     main([*base, "--set", "train.log_every=7"])
-    assert json.loads((folder / "a" / "burn_in.json").read_text())["set"] == ["train.log_every=7"]
-    second = (folder / "a" / "eval.json").stat().st_mtime_ns
-    assert second != first  # retrained
+    other = sorted(set(folder.parent.glob("burn_in_*")) - {folder})
+    assert [o.name[: len(folder.name) + 4] for o in other] == [folder.name + "_set"]
+    assert json.loads((other[0] / "a" / "burn_in.json").read_text())["set"] == ["train.log_every=7"]
+    assert (folder / "a" / "eval.json").stat().st_mtime_ns == first  # the default cache is kept
+    second = (other[0] / "a" / "eval.json").stat().st_mtime_ns
 
     main([*base, "--set", "train.log_every=7"])
-    assert (folder / "a" / "eval.json").stat().st_mtime_ns == second  # reused
+    assert (other[0] / "a" / "eval.json").stat().st_mtime_ns == second  # reused
 
     # a method ablation does not reach the (supervised) burn-in: reused
     main([*base, "--set", "train.log_every=7", "--set", "method.dual_score_mask=true"])
-    assert (folder / "a" / "eval.json").stat().st_mtime_ns == second
+    assert (other[0] / "a" / "eval.json").stat().st_mtime_ns == second
+    assert len(list(folder.parent.glob("burn_in_*"))) == 2
+
+    # a folder whose recorded recipe is not this one's is trained again
+    marker = folder / "a" / "burn_in.json"
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "steps": 999}))
+    main(base)
+    assert (folder / "a" / "eval.json").stat().st_mtime_ns != first
+    assert json.loads(marker.read_text())["steps"] == 4
 
 
 def test_data_folder_names_every_generator_setting_that_differs():
