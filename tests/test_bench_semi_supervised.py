@@ -139,12 +139,16 @@ def test_a_burn_in_made_another_way_gets_its_own_cache(tmp_path):
     assert (other[0] / "a" / "eval.json").stat().st_mtime_ns == second
     assert len(list(folder.parent.glob("burn_in_*"))) == 2
 
-    # a folder whose recorded recipe is not this one's is trained again
+    # a folder whose recorded recipe is not this one's (here: made under another config file,
+    # which flipped its views) is trained again
     marker = folder / "a" / "burn_in.json"
-    marker.write_text(json.dumps({**json.loads(marker.read_text()), "steps": 999}))
+    recorded = json.loads(marker.read_text())
+    assert recorded["config"]["augment"]["flip_prob"] == 0.0  # the benchmark config's
+    recorded["config"]["augment"]["flip_prob"] = 0.5
+    marker.write_text(json.dumps(recorded))
     main(base)
     assert (folder / "a" / "eval.json").stat().st_mtime_ns != first
-    assert json.loads(marker.read_text())["steps"] == 4
+    assert json.loads(marker.read_text())["config"]["augment"]["flip_prob"] == 0.0
 
 
 def test_data_folder_names_every_generator_setting_that_differs():
