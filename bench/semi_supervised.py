@@ -55,7 +55,6 @@ With ``--json`` the last line is one JSON object:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import logging
@@ -69,7 +68,7 @@ from pathlib import Path
 import torch
 
 from pipeline.cli import setup_logging
-from pipeline.config import load_config
+from pipeline.config import config_to_dict, load_config
 from pipeline.data.skeletons import COCO17
 from pipeline.data.synthetic.benchmark_sets import make_benchmark_sets, pool_persons
 from pipeline.data.synthetic.figure import LEFT_SHADE
@@ -229,6 +228,7 @@ def train_burn_in(args: argparse.Namespace, data: dict[str, Path], name: str) ->
     epochs = max(1, args.burn_in_steps // 100)
     done, marker = out / "eval.json", out / "burn_in.json"
     final = out / "checkpoints" / f"step_{max(1, args.burn_in_steps // epochs) * epochs:08d}"
+    overrides = burn_in_overrides(args)
     cfg = load_config(
         REPO / "configs" / "synthetic_benchmark.yaml",
         [
@@ -241,17 +241,16 @@ def train_burn_in(args: argparse.Namespace, data: dict[str, Path], name: str) ->
             f"train.seed={args.seed * 100 + BURN_IN_SALTS[name]}",
             f"train.out_dir={out}",
             "train.checkpoint_every_epochs=0",
-            *burn_in_overrides(args),
+            *overrides,
         ],
     )
     # everything the cached network depends on besides the data (the config's sections that
     # shape training, so an edit of configs/synthetic_benchmark.yaml counts too); another
     # recipe trains it again.
     recipe = {"name": name, "seed": args.seed, "labeled": args.labeled, "steps": args.burn_in_steps}
-    recipe.update(batch_size=args.batch_size, lr=args.burn_in_lr, set=burn_in_overrides(args))
-    recipe["config"] = json.loads(
-        json.dumps({k: dataclasses.asdict(getattr(cfg, k)) for k in ("codec", "model", "augment", "optim")})
-    )
+    recipe.update(batch_size=args.batch_size, lr=args.burn_in_lr, set=overrides)
+    plain = config_to_dict(cfg)
+    recipe["config"] = {k: plain[k] for k in ("codec", "model", "augment", "optim")}
     if not (done.is_file() and final.is_dir() and holds_json(marker, recipe)):
         if out.exists():
             log.info("burn-in %s in %s was made another way: training it again", name, out)
