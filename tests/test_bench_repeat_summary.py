@@ -92,15 +92,42 @@ def test_means_and_margins_over_repeats_and_dirs(tmp_path):
     pooled = summary["pooled"]["sspcm-dual"]
     assert pooled["n"] == 4 and pooled["positive"] == 3
     assert pooled["mean"] == pytest.approx((sum(diffs) + 0.005) / 4)
-    # goals without bootstrap draws: the SSPCM - Dual goal is judged on four runs, the intervals not
+    # goals without bootstrap draws: SSPCM - Dual is the mean of the two seeds' means, not judged on
+    # two seeds; the intervals are not measured
     checked = {g["goal"].split(":")[0]: g for g in goals(runs, summary, draws=0)}
-    sspcm_dual = checked["SSPCM - Dual above 0 by at least 2 standard errors, pooled over every run"]
-    assert sspcm_dual["runs"] == 4 and sspcm_dual["met"] is (pooled["mean"] >= 2 * pooled["se"])
+    sspcm_dual = checked["SSPCM - Dual above 0 by at least 2 standard errors, pooled over the seeds"]
+    assert sspcm_dual["runs"] == 4 and sspcm_dual["seeds"] == 2
+    assert sspcm_dual["mean"] == pytest.approx((mean + 0.005) / 2)
+    assert sspcm_dual["se"] == pytest.approx(abs(mean - 0.005) / 2)
+    assert sspcm_dual["se_over_runs"] == pytest.approx(pooled["se"])
+    assert sspcm_dual["met"] is None and "not judged under 3 seeds" in sspcm_dual["measured"]
     assert checked["Dual - supervised"]["met"] is None
     assert checked["3 seeds x 3 repeats of supervised, Dual and SSPCM"]["repeats_of_all_three"] == {
         0: 3,
         1: 1,
     }
+
+
+def test_sspcm_dual_is_judged_over_seed_means_not_runs(tmp_path):
+    """Repeats of one seed share its data and burn-ins: three close repeats of a seed where SSPCM
+    leads do not make a margin that the other two seeds do not share."""
+    margins = {(0, 0): 0.030, (0, 1): 0.031, (0, 2): 0.029, (1, 0): 0.002, (2, 0): -0.001}
+    for (seed, repeat), diff in margins.items():
+        write_run(tmp_path, seed, repeat, "supervised", 0.05)
+        write_run(tmp_path, seed, repeat, "dual", 0.06)
+        write_run(tmp_path, seed, repeat, "sspcm", 0.06 + diff)
+    runs, _, _ = collect([tmp_path])
+    summary = summarise(runs)
+    per_run = summary["pooled"]["sspcm-dual"]
+    assert per_run["n"] == 5 and per_run["mean"] >= 2 * per_run["se"]  # over runs it would pass
+    checked = {g["goal"].split(":")[0]: g for g in goals(runs, summary, draws=0)}
+    sspcm_dual = checked["SSPCM - Dual above 0 by at least 2 standard errors, pooled over the seeds"]
+    seed_means = [0.030, 0.002, -0.001]
+    mean = sum(seed_means) / 3
+    se = math.sqrt(sum((m - mean) ** 2 for m in seed_means) / 2) / math.sqrt(3)
+    assert sspcm_dual["seeds"] == 3 and sspcm_dual["mean"] == pytest.approx(mean)
+    assert sspcm_dual["se"] == pytest.approx(se) and sspcm_dual["met"] is False
+    assert "over 3 seeds' means" in sspcm_dual["measured"] and "(5 runs)" in sspcm_dual["measured"]
 
 
 def test_cli_prints_the_table_and_standard_json(tmp_path, capsys):
@@ -243,11 +270,11 @@ def test_goals_are_checked_from_the_runs_files(tmp_path, capsys):
     intervals = checked["Dual - supervised"]["dual_minus_supervised"]
     assert intervals[0]["diff"] == pytest.approx(aps[0, "dual"] - aps[0, "supervised"])
     assert checked["Dual - supervised"]["met"] is all(intervals[s]["ci95"][0] > 0 for s in (0, 1))
-    sspcm_dual = checked["SSPCM - Dual above 0 by at least 2 standard errors, pooled over every run"]
+    sspcm_dual = checked["SSPCM - Dual above 0 by at least 2 standard errors, pooled over the seeds"]
     diffs = [aps[s, "sspcm"] - aps[s, "dual"] for s in (0, 1)]
     se = abs(diffs[0] - diffs[1]) / 2  # two runs: sd / sqrt(2) = |d0 - d1| / 2
     assert sspcm_dual["mean"] == pytest.approx(sum(diffs) / 2) and sspcm_dual["se"] == pytest.approx(se)
-    assert sspcm_dual["met"] is None and "not judged under 3 runs" in sspcm_dual["measured"]  # two runs
+    assert sspcm_dual["met"] is None and "not judged under 3 seeds" in sspcm_dual["measured"]  # two seeds
     pcm = checked[
         "PCM's label more accurate on the pool than A_t, than B_t and than mean(A_t, B_t) on every seed"
     ]
