@@ -21,7 +21,7 @@ Then, per method, the left/right inversions of its runs on the validation set (m
 ``inversion_summary``: joints right, joints swapped with their mirror joint, AP with every swap
 undone), and it checks the benchmark's goals, each with the figures behind it (``GOALS``): 3 seeds x 3
 repeats; supervised AP between 0.20 and 0.50 on every seed; the oracle at least 1.5x supervised;
-supervised plateaued (its end not above its AP at the first LR drop, 70 % of the steps, beyond
+supervised plateaued (its end not above its AP at the first LR drop, epoch int(0.7 E), beyond
 the noise); Dual - supervised at least +25 % of supervised, with every seed's 95 % interval above
 0; SSPCM - Dual above 0 by at least 2 standard errors pooled over the seeds (the standard error of
 the seeds' means over their repeats: a seed's runs share its data and burn-ins); and PCM's label more
@@ -357,8 +357,8 @@ def goals(runs: list[RunResult], summary: dict, draws: int = 200) -> list[dict]:
     measured = [m for m in plateau.values() if "missing" not in m]
     out.append(
         _goal(
-            "supervised plateaued on every seed: its end not above its AP at 70 % of the steps "
-            "(the interval of end - 70 % reaches 0)",
+            "supervised plateaued on every seed: its end not above its AP at the first LR drop "
+            "(epoch int(0.7 E); the interval of end - drop reaches 0)",
             all(m["ci95"][0] <= 0 for m in measured) if measured and len(measured) == len(plateau) else None,
             "; ".join(_interval_text(s, m) for s, m in plateau.items()) or "not measured (--draws 0)",
             end_minus_at_lr_drop=plateau,

@@ -12,7 +12,8 @@ labeled images are in the pool too, paper protocol), a separate validation set, 
 
 An epoch is one pass over the unlabeled pool (the paper's; the labeled set is resampled), so the
 previous-epoch teachers of PCM are a whole pool-pass old; every method, the supervised ones
-included, trains ``--epochs`` such epochs with the LR dropped x0.1 at 70 % and 90 % of them.
+included, trains ``--epochs`` such epochs with the LR dropped x0.1 after epochs int(0.7 E) and
+int(0.9 E) (the paper's 70 and 90 of 100; 3 and 4 of 5 epochs, i.e. 60 % and 80 % of the steps).
 ``oracle`` is the supervised network trained on every label of the pool: the ceiling the pool
 could lift the baseline to. Supervised and oracle are also scored at the first LR drop, to show
 whether they have plateaued.
@@ -273,7 +274,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "sspcm": ("sspcm", ["method.previous_teachers=snapshot"]),
     "sspcm_cache": ("sspcm", ["method.previous_teachers=cache"]),
 }
-# Variants whose AP is also measured at the first LR drop (70 % of the steps): has it plateaued?
+# Variants whose AP is also measured at the first LR drop (epoch int(0.7 E)): has it plateaued?
 PLATEAU_CHECKED = ("supervised", "oracle")
 PLATEAU_TAG = "_at_lr_drop"
 # SSPCM's run directory keeps its pseudo-label quality (``pseudo_label_quality``) in this file.
@@ -281,7 +282,8 @@ QUALITY_FILE = "pseudo_label_quality.json"
 
 
 def lr_drop_epoch(args: argparse.Namespace) -> int:
-    """The epoch of the first LR drop: 70 % of the epochs, as the paper's 70 of 100."""
+    """The epoch of the first LR drop: 70 % of the epochs rounded down (the paper's 70 of 100; 3 of
+    5, so 60 % of the steps at the default 5 epochs)."""
     return max(1, int(args.epochs * 0.7))
 
 
