@@ -1,9 +1,9 @@
 """Does unlabeled data help? Supervised vs Dual Network vs SSPCM on the synthetic benchmark.
 
-    python -m bench.semi_supervised --seed N [--json] [--epochs 10] [--labeled 200] [--burn-in-steps 500] [--jobs 2]
+    python -m bench.semi_supervised --seed N [--json] [--epochs 10] [--labeled 200] [--jobs 2]
+                                    [--burn-in-steps 500] [--bootstrap-draws 200] [--repeat R]
                                     [--methods supervised,oracle,dual,sspcm[,sspcm_cache]]
-                                    [--bootstrap-draws 200] [--repeat R] [--set section.field=value ...]
-                                    [--quick]
+                                    [--set section.field=value ...] [--quick]
 
 For a seed it generates (once, cached under ``data/bench/seed<N>_d<difficulty>/``) a labeled set
 whose first ``--labeled`` persons are labeled, an unlabeled pool about twenty times larger (the
