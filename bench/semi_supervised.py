@@ -24,9 +24,10 @@ labeled persons, a pool of 5000 images (about 4900 persons with the labeled imag
 labeled set), burn-ins of 500 steps, 10 epochs (1530 steps per method; LR drops after epochs 7
 and 9, the paper's 70 % and 90 %), no flipped views (``configs/synthetic_benchmark.yaml``: the
 figures' left limbs are drawn darker, a cue that flips with swapped labels would contradict).
-Measured on seed 0 (docs/benchmarks.md, "200 labeled persons, 10 passes"): supervised 0.239
-(0.228 at the first LR drop), the oracle 0.534, Dual 0.328 (+37 %), SSPCM 0.361 (+51 %),
-SSPCM - Dual +0.032 [+0.020, +0.049]; about an hour per seed on 2 cores. The earlier default
+Measured on seeds 0 and 1 (docs/benchmarks.md, "200 labeled persons, 10 passes"): supervised
+0.239 and 0.250, the oracle 2.2x that, Dual +38 % and SSPCM +49 % on average, SSPCM - Dual +0.032
+and +0.021 (each interval above 0); seed 2 without SSPCM yet: supervised 0.211, Dual +62 %. About
+an hour per seed on 2 cores. The earlier default
 (250 labeled persons, 5 epochs) gave Dual +16 % and SSPCM +22 % on three seeds, with a
 baseline that still gained from its LR drops. With flips the baseline fell to 0.11-0.18 and the
 margins shrank.
